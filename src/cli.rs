@@ -1,0 +1,429 @@
+//! The command line: clap definitions and one `match` that runs each
+//! command. Commands talk to the cluster directly (state lives there), so
+//! they work while the daemon is down or on another host.
+
+use std::error::Error;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LogFormat, Overrides, DEFAULT_PATH};
+use crate::copy::{drive, owner_id, CopyHandle};
+use crate::es::EsClient;
+use crate::migration::{Action, IndexView, Migrator};
+
+pub type CliResult = Result<(), Box<dyn Error + Send + Sync>>;
+
+#[derive(Debug, Parser)]
+#[command(name = "reindexd", version, about = "Zero-downtime mapping changes for Elasticsearch and OpenSearch")]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "REINDEXD_CONFIG", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Cluster URL (overrides elasticsearch.url).
+    #[arg(long, global = true)]
+    pub es_url: Option<String>,
+    /// Log format: text or json (overrides log.format).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+    /// Log level or filter, e.g. info or reindexd=debug (overrides log.level).
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: HTTP API, metrics, and every copy in progress.
+    Serve(Serve),
+    /// Create the first generation and both aliases of logical indexes.
+    Init(Names),
+    /// Show which live generations differ from their mapping file.
+    Plan(Plan),
+    /// Stage 1: new generation, write alias moved, copy started.
+    Reindex(Reindex),
+    /// Show phase, aliases and copy progress.
+    Status(Status),
+    /// Pause a running copy.
+    Pause(One),
+    /// Resume a paused copy.
+    Resume(One),
+    /// Limit a running copy to RATE documents per second ("off" for none).
+    Throttle(Throttle),
+    /// Accept the recorded document failures of a copy, allowing `ready`.
+    Accept(One),
+    /// Stage 2: move the read alias to the new generation.
+    Flip(One),
+    /// Put read and write aliases back on the old generation.
+    Rollback(One),
+    /// Delete generations no longer needed (after retention).
+    Cleanup(One),
+    /// Validate the configuration and mapping files; print the effective config.
+    CheckConfig(CheckConfig),
+}
+
+#[derive(Debug, Args)]
+pub struct Serve {
+    /// Listen address (overrides api.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Names {
+    /// Logical index names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct One {
+    /// Logical index name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Plan {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Reindex {
+    /// Logical index names; several start together (a megapack).
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Only do stage 1; a running daemon (`serve`) does the copy.
+    #[arg(long)]
+    pub detach: bool,
+    /// Start throttled at this many documents per second.
+    #[arg(long)]
+    pub requests_per_second: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct Status {
+    /// One logical index; all when omitted.
+    pub name: Option<String>,
+    /// Keep showing progress until no copy runs.
+    #[arg(long)]
+    pub watch: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Throttle {
+    pub name: String,
+    /// Documents per second, or "off".
+    pub rate: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfig {}
+
+impl Cli {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            es_url: self.es_url.clone(),
+            listen: match &self.command {
+                Command::Serve(s) => s.listen.clone(),
+                _ => None,
+            },
+            log_level: self.log_level.clone(),
+            log_format: self.log_format.clone(),
+        }
+    }
+}
+
+/// Starts logging to stderr: text on a terminal unless json is asked for.
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    };
+}
+
+/// Runs one command with a loaded configuration.
+pub async fn run(cli: Cli, config: Config) -> CliResult {
+    let config = Arc::new(config);
+    if let Command::CheckConfig(_) = cli.command {
+        return check_config(&config);
+    }
+    let connect = config.connect_options()?;
+    let migrator = Migrator::new(EsClient::connect(&connect)?, config.clone());
+    match cli.command {
+        Command::Serve(_) => serve(config).await,
+        Command::Init(n) => {
+            for name in &n.names {
+                let state = migrator.init(name).await?;
+                println!("{name}: {} on {}", state.phase.name(), state.phase.read_index());
+            }
+            Ok(())
+        }
+        Command::Plan(p) => plan(&migrator, p.json).await,
+        Command::Reindex(r) => reindex(&migrator, r).await,
+        Command::Status(s) => status(&migrator, s).await,
+        Command::Pause(o) => control(&migrator, &o.name, Action::Pause, |c| c.paused = true).await,
+        Command::Resume(o) => control(&migrator, &o.name, Action::Resume, |c| c.paused = false).await,
+        Command::Throttle(t) => {
+            let rate = parse_rate(&t.rate)?;
+            control(&migrator, &t.name, Action::Throttle, move |c| c.requests_per_second = rate).await
+        }
+        Command::Accept(o) => {
+            let state = migrator.accept(&o.name).await?;
+            println!("{}: failures accepted; {}", o.name, state.phase.name());
+            Ok(())
+        }
+        Command::Flip(o) => {
+            let state = migrator.flip(&o.name).await?;
+            println!("STUCK THE LANDING! {} now reads from {}", o.name, state.phase.read_index());
+            Ok(())
+        }
+        Command::Rollback(o) => {
+            let state = migrator.rollback(&o.name).await?;
+            println!("{}: rolled back; reads and writes on {}", o.name, state.phase.read_index());
+            Ok(())
+        }
+        Command::Cleanup(o) => {
+            let (_, deleted) = migrator.cleanup(&o.name).await?;
+            println!("{}: deleted {}", o.name, deleted.join(", "));
+            Ok(())
+        }
+        Command::CheckConfig(_) => unreachable!("handled above"),
+    }
+}
+
+fn parse_rate(text: &str) -> Result<Option<f64>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(Some(r)),
+        _ => Err(format!("throttle rate must be a positive number of documents per second or \"off\", found {text:?}")),
+    }
+}
+
+fn check_config(config: &Config) -> CliResult {
+    let mut problems = Vec::new();
+    for index in &config.indexes {
+        if let Err(e) = crate::migration::MappingFile::load(&index.mapping) {
+            problems.push(format!("indexes[{}].mapping: {e}", index.name));
+        }
+    }
+    if let Err(e) = config.connect_options() {
+        problems.push(e.to_string());
+    }
+    if let Err(e) = config.api_token() {
+        problems.push(e.to_string());
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("\n").into());
+    }
+    println!("{}", serde_json::to_string_pretty(&config.redacted_json())?);
+    eprintln!("configuration OK: {} logical index(es)", config.indexes.len());
+    Ok(())
+}
+
+async fn serve(config: Arc<Config>) -> CliResult {
+    let listen = config.api.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen} (api.listen): {e}"))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    crate::daemon::run(config, listener, shutdown).await?;
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+pub async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stop signal received; saving checkpoints");
+    shutdown.cancel();
+}
+
+async fn plan(migrator: &Migrator, json: bool) -> CliResult {
+    let entries = migrator.plan().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    for e in entries {
+        println!("{:<16} {:<12} {:<14} {}", e.name, e.phase, e.action, e.detail);
+    }
+    Ok(())
+}
+
+async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
+    if let Some(rate) = r.requests_per_second {
+        parse_rate(&rate.to_string())?;
+    }
+    for name in &r.names {
+        migrator.load(name).await?;
+    }
+    let mut started: Vec<String> = Vec::new();
+    for name in &r.names {
+        match migrator.reindex(name).await {
+            Ok(state) => {
+                if let Some(rate) = r.requests_per_second {
+                    migrator.update_copy(name, Action::Throttle, |c| c.requests_per_second = Some(rate)).await?;
+                }
+                println!("{name}: stage 1 done; writes go to {}, reads stay on {}", state.phase.write_index(), state.phase.read_index());
+                started.push(name.clone());
+            }
+            Err(e) => {
+                for done in &started {
+                    let _ = migrator.rollback(done).await;
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    if r.detach {
+        return Ok(());
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let owner = owner_id();
+    let mut copies = tokio::task::JoinSet::new();
+    for name in &started {
+        let (migrator, owner, name) = (migrator.clone(), owner.clone(), name.clone());
+        let handle = CopyHandle::new(shutdown.child_token());
+        copies.spawn(async move {
+            let result = drive(&migrator, &name, &owner, &handle).await;
+            (name, result)
+        });
+    }
+    let watcher = tokio::spawn(watch_progress(migrator.clone(), started.clone(), shutdown.clone()));
+    let results = copies.join_all().await;
+    watcher.abort();
+    let mut failed = Vec::new();
+    for (name, result) in results {
+        match result {
+            Ok(state) => {
+                let view = IndexView::new(&state, None, chrono::Utc::now());
+                println!("{}", describe(&view));
+                if state.phase.name() != "ready" {
+                    failed.push(name);
+                }
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                failed.push(name);
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("not ready: {}", failed.join(", ")).into())
+    }
+}
+
+async fn watch_progress(migrator: Migrator, names: Vec<String>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.cancelled() => return,
+        }
+        for name in &names {
+            if let Ok(view) = migrator.view(name).await {
+                eprintln!("{}", describe(&view));
+            }
+        }
+    }
+}
+
+async fn status(migrator: &Migrator, s: Status) -> CliResult {
+    loop {
+        let views = match &s.name {
+            Some(name) => vec![migrator.view(name).await?],
+            None => migrator.views().await?,
+        };
+        if s.json {
+            println!("{}", serde_json::to_string_pretty(&views)?);
+        } else if s.watch && std::io::stdout().is_terminal() {
+            print!("\x1b[2J\x1b[H");
+            for v in &views {
+                println!("{}", describe(v));
+            }
+            std::io::stdout().flush()?;
+        } else {
+            for v in &views {
+                println!("{}", describe(v));
+            }
+        }
+        if !s.watch || views.iter().all(|v| v.phase != "copying") {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn control(migrator: &Migrator, name: &str, action: Action, f: impl Fn(&mut crate::migration::CopyProgress)) -> CliResult {
+    let state = migrator.update_copy(name, action, f).await?;
+    let view = IndexView::new(&state, None, chrono::Utc::now());
+    println!("{}", describe(&view));
+    Ok(())
+}
+
+/// One status line (plus failures) for people.
+pub fn describe(v: &IndexView) -> String {
+    let mut line = format!(
+        "{}: {} (read {}, write {})",
+        v.name,
+        v.phase,
+        v.read_index.as_deref().unwrap_or("-"),
+        v.write_index.as_deref().unwrap_or("-")
+    );
+    if let Some(p) = &v.progress {
+        let width = 30;
+        let filled = (p.ratio * width as f64).round() as usize;
+        line.push_str(&format!(
+            "\n  [{}{}] {:5.1}%  {} of {}  copied {}  superseded {}  failed {}  {:.0} docs/s",
+            "#".repeat(filled),
+            "-".repeat(width - filled.min(width)),
+            p.ratio * 100.0,
+            p.copied + p.superseded + p.failed,
+            p.total,
+            p.copied,
+            p.superseded,
+            p.failed,
+            p.docs_per_second
+        ));
+        if let (None, Some(eta)) = (p.finished_at, p.eta_seconds) {
+            line.push_str(&format!("  ETA {}", humantime::format_duration(Duration::from_secs(eta))));
+        }
+        if p.paused {
+            line.push_str("  PAUSED");
+        }
+        if let Some(r) = p.requests_per_second {
+            line.push_str(&format!("  throttled to {r} docs/s"));
+        }
+    }
+    if let Some(reason) = &v.reason {
+        line.push_str(&format!("\n  reason: {reason}"));
+    }
+    for f in v.failures.iter().take(5) {
+        line.push_str(&format!("\n  failed document {}: {}", f.id, f.reason));
+    }
+    if !v.abandoned.is_empty() {
+        line.push_str(&format!("\n  abandoned (cleanup deletes): {}", v.abandoned.join(", ")));
+    }
+    line
+}

@@ -1,0 +1,225 @@
+//! Turning source hits into NDJSON bulk bodies, cut by bytes.
+//!
+//! Every copied document is an `index` action with `version_type=external`
+//! and `version=1`: a newer application write (version ≥ 1) or a delete's
+//! tombstone in the target beats it with a 409, so the copy never
+//! overwrites a live write nor resurrects a deleted document. `_source`
+//! bytes are copied as they are.
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use serde_json::value::RawValue;
+
+use crate::es::Hit;
+
+/// One document inside a batch body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocRef {
+    pub id: String,
+    /// Which source slice it came from, for per-slice accounting.
+    pub slice: u32,
+    /// Its two NDJSON lines within the body.
+    pub range: Range<usize>,
+}
+
+/// A bulk body and the documents in it, in order: item `i` of the bulk
+/// answer is `docs[i]`.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub body: Bytes,
+    pub docs: Vec<DocRef>,
+}
+
+impl Batch {
+    /// A body holding only `keep` (indexes into `docs`): what a retry
+    /// sends, so items that already succeeded are never sent again.
+    pub fn subset(&self, keep: &[usize]) -> Batch {
+        let mut body = BytesMut::with_capacity(keep.iter().map(|&i| self.docs[i].range.len()).sum());
+        let mut docs = Vec::with_capacity(keep.len());
+        for &i in keep {
+            let doc = &self.docs[i];
+            let start = body.len();
+            body.extend_from_slice(&self.body[doc.range.clone()]);
+            docs.push(DocRef {
+                id: doc.id.clone(),
+                slice: doc.slice,
+                range: start..body.len(),
+            });
+        }
+        Batch {
+            body: body.freeze(),
+            docs,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+}
+
+/// Accumulates documents and hands out a [`Batch`] whenever the body
+/// reaches `max_bytes`.
+#[derive(Debug)]
+pub struct Batcher {
+    target: String,
+    max_bytes: usize,
+    /// Also cut at this many documents (small batches when throttled).
+    max_docs: usize,
+    body: BytesMut,
+    docs: Vec<DocRef>,
+}
+
+/// A hit that cannot be copied (its index stores no `_source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uncopyable {
+    pub id: String,
+    pub slice: u32,
+}
+
+impl Batcher {
+    pub fn new(target: &str, max_bytes: u64) -> Self {
+        let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        Batcher {
+            target: target.to_owned(),
+            max_bytes,
+            max_docs: usize::MAX,
+            body: BytesMut::with_capacity(max_bytes.min(64 << 20) + 4096),
+            docs: Vec::new(),
+        }
+    }
+
+    pub fn set_max_docs(&mut self, max_docs: usize) {
+        self.max_docs = max_docs.max(1);
+    }
+
+    /// Adds one hit; returns a full batch when this hit filled one.
+    pub fn push(&mut self, slice: u32, hit: &Hit) -> Result<Option<Batch>, Uncopyable> {
+        let Some(source) = hit.source.as_deref() else {
+            return Err(Uncopyable { id: hit.id.clone(), slice });
+        };
+        let start = self.body.len();
+        self.write_action(hit);
+        write_source(&mut self.body, source);
+        self.docs.push(DocRef {
+            id: hit.id.clone(),
+            slice,
+            range: start..self.body.len(),
+        });
+        let full = self.body.len() >= self.max_bytes || self.docs.len() >= self.max_docs;
+        Ok(full.then(|| self.take()))
+    }
+
+    /// The documents gathered so far, if any.
+    pub fn flush(&mut self) -> Option<Batch> {
+        (!self.docs.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Batch {
+        let body = self.body.split().freeze();
+        Batch {
+            body,
+            docs: std::mem::take(&mut self.docs),
+        }
+    }
+
+    fn write_action(&mut self, hit: &Hit) {
+        let b = &mut self.body;
+        b.extend_from_slice(b"{\"index\":{\"_index\":");
+        write_json_string(b, &self.target);
+        b.extend_from_slice(b",\"_id\":");
+        write_json_string(b, &hit.id);
+        if let Some(routing) = &hit.routing {
+            b.extend_from_slice(b",\"routing\":");
+            write_json_string(b, routing);
+        }
+        b.extend_from_slice(b",\"version\":1,\"version_type\":\"external\"}}\n");
+    }
+}
+
+fn write_json_string(buf: &mut BytesMut, s: &str) {
+    // Serialising a str into JSON cannot fail.
+    let quoted = serde_json::to_string(s).expect("a str serialises");
+    buf.extend_from_slice(quoted.as_bytes());
+}
+
+/// Appends `_source` on one line. Raw newlines can only be whitespace
+/// between JSON tokens (inside strings they are escaped), so they become
+/// spaces; the document is otherwise untouched.
+fn write_source(buf: &mut BytesMut, source: &RawValue) {
+    let bytes = source.get().as_bytes();
+    let start = buf.len();
+    buf.extend_from_slice(bytes);
+    if memchr_newline(bytes) {
+        for b in &mut buf[start..] {
+            if *b == b'\n' || *b == b'\r' {
+                *b = b' ';
+            }
+        }
+    }
+    buf.extend_from_slice(b"\n");
+}
+
+fn memchr_newline(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b == b'\n' || b == b'\r')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(id: &str, routing: Option<&str>, source: &str) -> Hit {
+        Hit {
+            id: id.into(),
+            routing: routing.map(Into::into),
+            source: Some(RawValue::from_string(source.into()).unwrap()),
+            sort: None,
+        }
+    }
+
+    #[test]
+    fn encodes_external_version_one_and_keeps_source_bytes() {
+        let mut b = Batcher::new("wiki_2", 1 << 20);
+        assert!(b.push(0, &hit("a\"1", Some("r"), r#"{"x": 1.50}"#)).unwrap().is_none());
+        b.push(1, &hit("2", None, "{\n  \"y\": \"line\\nbreak\"\n}")).unwrap();
+        let batch = b.flush().unwrap();
+        let text = std::str::from_utf8(&batch.body).unwrap();
+        assert_eq!(
+            text,
+            "{\"index\":{\"_index\":\"wiki_2\",\"_id\":\"a\\\"1\",\"routing\":\"r\",\"version\":1,\"version_type\":\"external\"}}\n{\"x\": 1.50}\n\
+             {\"index\":{\"_index\":\"wiki_2\",\"_id\":\"2\",\"version\":1,\"version_type\":\"external\"}}\n{   \"y\": \"line\\nbreak\" }\n"
+        );
+        assert_eq!(batch.docs[1].slice, 1);
+        assert!(b.flush().is_none());
+    }
+
+    #[test]
+    fn cuts_by_bytes_and_subsets_resend_only_chosen_items() {
+        let mut b = Batcher::new("t", 200);
+        let mut batches = Vec::new();
+        for i in 0..10 {
+            if let Some(full) = b.push(0, &hit(&i.to_string(), None, r#"{"field":"some value here"}"#)).unwrap() {
+                batches.push(full);
+            }
+        }
+        batches.extend(b.flush());
+        assert!(batches.len() > 1);
+        assert_eq!(batches.iter().map(Batch::len).sum::<usize>(), 10);
+        for batch in &batches[..batches.len() - 1] {
+            assert!(batch.body.len() >= 200);
+            assert_eq!(batch.docs.last().unwrap().range.end, batch.body.len());
+        }
+        let first = &batches[0];
+        let again = first.subset(&[1]);
+        assert_eq!(again.docs[0].id, first.docs[1].id);
+        assert_eq!(&again.body[..], &first.body[first.docs[1].range.clone()]);
+    }
+
+    #[test]
+    fn a_hit_without_source_is_refused() {
+        let mut b = Batcher::new("t", 100);
+        let h = Hit { id: "x".into(), routing: None, source: None, sort: None };
+        assert_eq!(b.push(3, &h).unwrap_err(), Uncopyable { id: "x".into(), slice: 3 });
+        assert!(b.flush().is_none());
+    }
+}

@@ -1,0 +1,235 @@
+//! One logical index's copy from claim to `ready`: take the lease, plan
+//! slices, run the pipeline while saving checkpoints, then hand the
+//! finished counts to the lifecycle. [`drive`] runs it again from the last
+//! checkpoint after transient errors.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::control::Control;
+use super::error::CopyError;
+use super::pipeline::{run_pipeline, PipelineSpec};
+use super::stats::{plan_slices, CopyStats};
+use super::writer::RetryPolicy;
+use crate::migration::{Action, CopyProgress, IndexState, Lease, MigrationError, Migrator, Phase, Stored};
+
+/// What the daemon keeps of a running copy: its controls, its live
+/// counters, and the signal that stops it.
+#[derive(Debug)]
+pub struct CopyHandle {
+    pub control: watch::Sender<Control>,
+    pub stats: Mutex<Option<Arc<CopyStats>>>,
+    pub cancel: CancellationToken,
+}
+
+impl CopyHandle {
+    pub fn new(cancel: CancellationToken) -> Self {
+        CopyHandle {
+            control: watch::Sender::new(Control::default()),
+            stats: Mutex::new(None),
+            cancel,
+        }
+    }
+
+    /// The live counters of the current run, if one runs.
+    pub fn stats(&self) -> Option<Arc<CopyStats>> {
+        self.stats.lock().expect("stats lock").clone()
+    }
+}
+
+/// An id for this process in leases: host, pid and start time.
+pub fn owner_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}:{}", std::process::id(), Utc::now().timestamp_millis())
+}
+
+/// Runs the copy of `name` until it is `ready` or `failed`, starting again
+/// from the last checkpoint after transient errors. Returns when the
+/// state no longer asks for a copy, or on shutdown.
+pub async fn drive(migrator: &Migrator, name: &str, owner: &str, handle: &CopyHandle) -> Result<IndexState, CopyError> {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match run_once(migrator, name, owner, handle).await {
+            Ok(state) => return Ok(state),
+            Err(e) if e.is_transient() && !handle.cancel.is_cancelled() => {
+                warn!(index = name, error = %e, retry_in = ?pause, "copy interrupted; resuming from the last checkpoint");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = handle.cancel.cancelled() => return Err(CopyError::Cancelled),
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            Err(CopyError::Fatal(reason)) => {
+                warn!(index = name, %reason, "copy failed");
+                return match migrator.fail_copy(name, owner, &reason).await {
+                    Ok(state) => Ok(state),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One run: claim, copy, complete. Errors leave a checkpoint behind.
+pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &CopyHandle) -> Result<IndexState, CopyError> {
+    let config = migrator.config().copy.clone();
+    let lease_for = lease_duration(config.checkpoint_interval);
+    let (source, target, mut copy) = claim(migrator, name, owner, lease_for).await?;
+    handle.control.send_replace(Control {
+        paused: copy.paused,
+        requests_per_second: copy.requests_per_second,
+    });
+    let es = migrator.es().clone();
+    // Everything written to the source before stage 1 must be searchable
+    // before the read snapshot is taken.
+    es.refresh(&source).await?;
+    if copy.slices.is_empty() {
+        let count = match config.slices {
+            Some(n) => n,
+            None => es.primary_shards(&source).await?,
+        };
+        copy.slices = plan_slices(count);
+    }
+    let stats = Arc::new(CopyStats::resume(&copy));
+    *handle.stats.lock().expect("stats lock") = Some(stats.clone());
+    info!(index = name, %source, %target, slices = stats.slice_max, "copy running");
+
+    let spec = PipelineSpec {
+        source,
+        target: target.clone(),
+        retry: RetryPolicy {
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            max_retries: config.max_retries,
+            request_timeout: Duration::from_secs(120).max(migrator.config().cluster.timeout),
+        },
+        config: config.clone(),
+    };
+    let run_cancel = handle.cancel.child_token();
+    let pipeline = run_pipeline(es, spec, stats.clone(), handle.control.subscribe(), run_cancel.clone());
+    let checkpoints = async {
+        let mut tick = tokio::time::interval(config.checkpoint_interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = save_checkpoint(migrator, name, owner, &target, &stats, &handle.control, lease_for).await {
+                if !e.is_transient() {
+                    return e;
+                }
+                warn!(index = name, error = %e, "checkpoint not saved; trying again");
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        result = pipeline => result,
+        stop = checkpoints => {
+            run_cancel.cancel();
+            Err(stop)
+        }
+    };
+    if let Err(e) = outcome {
+        if !matches!(e, CopyError::Stopped(..)) {
+            if let Err(save) = save_checkpoint(migrator, name, owner, &target, &stats, &handle.control, lease_for).await {
+                warn!(index = name, error = %save, "last checkpoint not saved");
+            }
+        }
+        return Err(e);
+    }
+    let state = migrator
+        .complete_copy(name, owner, |c| {
+            stats.apply(c);
+            c.finished_at = Some(Utc::now());
+        })
+        .await?;
+    info!(index = name, phase = state.phase.name(), "copy finished");
+    Ok(state)
+}
+
+fn lease_duration(checkpoint_interval: Duration) -> Duration {
+    (checkpoint_interval * 4).max(Duration::from_secs(30))
+}
+
+/// The `Copying` state of `name`, if this process may run it.
+fn copying<'a>(stored: &'a Stored, name: &str, owner: &str) -> Result<(&'a str, &'a str, &'a CopyProgress), CopyError> {
+    let Phase::Copying { source, target, copy } = &stored.state.phase else {
+        return Err(CopyError::Stopped(name.to_owned(), format!("the index is {} now", stored.state.phase.name())));
+    };
+    if let Some(lease) = &copy.lease {
+        if lease.owner != owner && lease.expires_at > Utc::now() {
+            return Err(CopyError::LeaseHeld {
+                owner: lease.owner.clone(),
+                until: lease.expires_at.to_rfc3339(),
+            });
+        }
+    }
+    Ok((source, target, copy))
+}
+
+async fn claim(migrator: &Migrator, name: &str, owner: &str, lease_for: Duration) -> Result<(String, String, CopyProgress), CopyError> {
+    let stored = migrator.load(name).await?;
+    let (source, target, _) = copying(&stored, name, owner)?;
+    let (source, target) = (source.to_owned(), target.to_owned());
+    let next = stored.state.update_copy(Action::Reindex, |c| c.lease = Some(lease(owner, lease_for)), Utc::now()).map_err(MigrationError::from)?;
+    let written = migrator.store().replace(&stored, next).await?;
+    let Phase::Copying { copy, .. } = written.state.phase else {
+        unreachable!("update_copy keeps the phase")
+    };
+    Ok((source, target, copy))
+}
+
+fn lease(owner: &str, lease_for: Duration) -> Lease {
+    Lease {
+        owner: owner.to_owned(),
+        expires_at: Utc::now() + chrono::Duration::from_std(lease_for).unwrap_or(chrono::TimeDelta::MAX),
+    }
+}
+
+/// Saves the counters and renews the lease; picks up pause and throttle
+/// set by other processes (the CLI) in the stored state.
+async fn save_checkpoint(
+    migrator: &Migrator,
+    name: &str,
+    owner: &str,
+    target: &str,
+    stats: &CopyStats,
+    control: &watch::Sender<Control>,
+    lease_for: Duration,
+) -> Result<(), CopyError> {
+    for _ in 0..5 {
+        let stored = migrator.load(name).await?;
+        let (_, stored_target, copy) = copying(&stored, name, owner)?;
+        if stored_target != target {
+            return Err(CopyError::Stopped(name.to_owned(), format!("a newer copy targets {stored_target}")));
+        }
+        let wanted = Control {
+            paused: copy.paused,
+            requests_per_second: copy.requests_per_second,
+        };
+        control.send_if_modified(|c| std::mem::replace(c, wanted) != wanted);
+        let next = stored.state.update_copy(
+            Action::Reindex,
+            |c| {
+                stats.apply(c);
+                c.lease = Some(lease(owner, lease_for));
+            },
+            Utc::now(),
+        )
+        .map_err(MigrationError::from)?;
+        match migrator.store().replace(&stored, next).await {
+            Ok(_) => return Ok(()),
+            Err(MigrationError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(MigrationError::Conflict(name.to_owned()).into())
+}

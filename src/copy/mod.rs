@@ -1,0 +1,28 @@
+//! The copy of every document from the old generation into the new one.
+//!
+//! ```text
+//! slice readers (sliced scroll, _doc order) -> bounded channel -> batcher
+//!   (NDJSON cut by bytes) -> bulk writers (permits) -> per-item outcomes
+//! ```
+//!
+//! `encode` builds bodies, `outcome` classifies bulk answers, `reader` and
+//! `writer` do the I/O, `pipeline` wires them, `job` claims the copy,
+//! checkpoints it and hands the result to the lifecycle. This module
+//! changes no alias; it never imports the API.
+
+mod control;
+mod encode;
+mod error;
+mod job;
+mod outcome;
+mod pipeline;
+mod reader;
+mod registry;
+mod stats;
+mod writer;
+
+pub use control::Control;
+pub use error::CopyError;
+pub use job::{drive, owner_id, run_once, CopyHandle};
+pub use registry::Jobs;
+pub use stats::CopyStats;

@@ -1,0 +1,98 @@
+//! What each item of a bulk answer means for the copy — a pure function,
+//! unit-tested on canned answers. A 200 answer carrying item-level 429s is
+//! backpressure, not success.
+
+use crate::es::BulkResponse;
+
+/// The fate of one copied document after one bulk attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    /// Written into the target.
+    Copied,
+    /// The target already has a newer write or delete of this id (409).
+    Superseded,
+    /// Send again later: the cluster was busy (429) or failed (5xx).
+    Retry { status: u16 },
+    /// The target refuses this document for good.
+    Failed { status: u16, reason: String },
+}
+
+/// One outcome per document of the batch, in order. An answer with a
+/// different number of items than documents sent is an error.
+pub fn classify(response: &BulkResponse, sent: usize) -> Result<Vec<ItemOutcome>, String> {
+    if response.items.len() != sent {
+        return Err(format!(
+            "the bulk answer has {} items for {sent} documents sent",
+            response.items.len()
+        ));
+    }
+    Ok(response
+        .items
+        .iter()
+        .map(|item| match item.status {
+            200 | 201 => ItemOutcome::Copied,
+            409 => ItemOutcome::Superseded,
+            429 | 500..=599 => ItemOutcome::Retry { status: item.status },
+            status => ItemOutcome::Failed {
+                status,
+                reason: match (&item.error_type, &item.error_reason) {
+                    (Some(t), Some(r)) => format!("{t}: {r}"),
+                    (Some(t), None) => t.clone(),
+                    (None, Some(r)) => r.clone(),
+                    (None, None) => format!("status {status}"),
+                },
+            },
+        })
+        .collect())
+}
+
+/// Whether a whole-request failure with this HTTP status is worth a retry.
+pub fn retryable_status(status: u16) -> bool {
+    status == 429 || status == 408 || (500..=599).contains(&status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(body: &str) -> BulkResponse {
+        BulkResponse::parse(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn maps_every_status_class() {
+        let r = response(r#"{"took":1,"errors":true,"items":[
+            {"index":{"_id":"a","status":201}},
+            {"index":{"_id":"b","status":200}},
+            {"index":{"_id":"c","status":409,"error":{"type":"version_conflict_engine_exception","reason":"v"}}},
+            {"index":{"_id":"d","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"index":{"_id":"e","status":503,"error":{"type":"unavailable_shards_exception","reason":"x"}}},
+            {"index":{"_id":"f","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [n]"}}}
+        ]}"#);
+        assert_eq!(
+            classify(&r, 6).unwrap(),
+            vec![
+                ItemOutcome::Copied,
+                ItemOutcome::Copied,
+                ItemOutcome::Superseded,
+                ItemOutcome::Retry { status: 429 },
+                ItemOutcome::Retry { status: 503 },
+                ItemOutcome::Failed { status: 400, reason: "mapper_parsing_exception: failed to parse field [n]".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_short_answer_is_an_error_not_a_success() {
+        let r = response(r#"{"took":1,"errors":false,"items":[{"index":{"_id":"a","status":201}}]}"#);
+        assert!(classify(&r, 2).is_err());
+    }
+
+    #[test]
+    fn whole_request_statuses() {
+        assert!(retryable_status(429));
+        assert!(retryable_status(503));
+        assert!(!retryable_status(400));
+        assert!(!retryable_status(413));
+    }
+}

@@ -1,0 +1,146 @@
+//! The client copy engine: slice readers → bounded channel → batcher →
+//! bulk writers limited by permits. Memory is bounded by configuration:
+//! pages in the channel, plus one batch being built, plus one batch per
+//! permit in flight.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::control::{max_docs_per_batch, wait_unpaused, Control, Pacer};
+use super::encode::{Batch, Batcher};
+use super::error::CopyError;
+use super::reader::{read_slice, SlicePage};
+use super::stats::CopyStats;
+use super::writer::{send_batch, RetryPolicy};
+use crate::config::CopyConfig;
+use crate::es::{EsClient, Slice};
+use crate::migration::DocFailure;
+
+/// What one pipeline run copies.
+pub struct PipelineSpec {
+    pub source: String,
+    pub target: String,
+    pub config: CopyConfig,
+    pub retry: RetryPolicy,
+}
+
+/// Copies every slice not yet done from source to target. Returns when
+/// all of them are read and every document has an outcome.
+pub async fn run_pipeline(
+    es: EsClient,
+    spec: PipelineSpec,
+    stats: Arc<CopyStats>,
+    mut control: watch::Receiver<Control>,
+    cancel: CancellationToken,
+) -> Result<(), CopyError> {
+    let slices: Vec<Slice> = (0..stats.slice_max)
+        .filter(|id| !stats.slice(*id).is_done())
+        .map(|id| Slice { id, max: stats.slice_max })
+        .collect();
+    let (tx, mut rx) = mpsc::channel::<SlicePage>(slices.len().max(1) * 2);
+    let mut readers = JoinSet::new();
+    for slice in slices {
+        readers.spawn(read_slice(
+            es.clone(),
+            spec.source.clone(),
+            slice,
+            spec.config.page_size,
+            spec.config.scroll_keep_alive,
+            tx.clone(),
+            stats.clone(),
+            cancel.clone(),
+        ));
+    }
+    drop(tx);
+
+    let mut dispatch = Dispatch {
+        es,
+        retry: Arc::new(spec.retry),
+        stats: stats.clone(),
+        permits: Arc::new(Semaphore::new(spec.config.max_concurrency as usize)),
+        writers: JoinSet::new(),
+        pacer: Pacer::new(),
+        cancel: cancel.clone(),
+    };
+    let mut batcher = Batcher::new(&spec.target, spec.config.batch_bytes);
+    loop {
+        batcher.set_max_docs(max_docs_per_batch(control.borrow().requests_per_second));
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(CopyError::Cancelled),
+            Some(joined) = readers.join_next(), if !readers.is_empty() => {
+                joined.map_err(|e| CopyError::Fatal(format!("slice reader crashed: {e}")))??;
+            }
+            Some(joined) = dispatch.writers.join_next(), if !dispatch.writers.is_empty() => {
+                joined.map_err(|e| CopyError::Fatal(format!("bulk writer crashed: {e}")))??;
+            }
+            page = rx.recv() => {
+                let Some(page) = page else { break };
+                for hit in &page.hits {
+                    match batcher.push(page.slice, hit) {
+                        Ok(Some(batch)) => dispatch.send(batch, &mut control).await?,
+                        Ok(None) => {}
+                        Err(uncopyable) => stats.record_failure(uncopyable.slice, DocFailure {
+                            id: uncopyable.id,
+                            status: 0,
+                            reason: "the source stores no _source for this document".into(),
+                        }),
+                    }
+                }
+            }
+        }
+    }
+    if let Some(batch) = batcher.flush() {
+        dispatch.send(batch, &mut control).await?;
+    }
+    while let Some(joined) = readers.join_next().await {
+        joined.map_err(|e| CopyError::Fatal(format!("slice reader crashed: {e}")))??;
+    }
+    while let Some(joined) = dispatch.writers.join_next().await {
+        joined.map_err(|e| CopyError::Fatal(format!("bulk writer crashed: {e}")))??;
+    }
+    if cancel.is_cancelled() {
+        return Err(CopyError::Cancelled);
+    }
+    Ok(())
+}
+
+/// Hands batches to writer tasks, one permit each.
+struct Dispatch {
+    es: EsClient,
+    retry: Arc<RetryPolicy>,
+    stats: Arc<CopyStats>,
+    permits: Arc<Semaphore>,
+    writers: JoinSet<Result<(), CopyError>>,
+    pacer: Pacer,
+    cancel: CancellationToken,
+}
+
+impl Dispatch {
+    async fn send(&mut self, batch: Batch, control: &mut watch::Receiver<Control>) -> Result<(), CopyError> {
+        tokio::select! {
+            unpaused = wait_unpaused(control) => if !unpaused { return Err(CopyError::Cancelled) },
+            _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
+        }
+        let rate = control.borrow().requests_per_second;
+        let wait = self.pacer.reserve(batch.len(), rate, tokio::time::Instant::now());
+        let permit = tokio::select! {
+            _ = tokio::time::sleep(wait) => {
+                self.permits.clone().acquire_owned().await.expect("the semaphore is never closed")
+            }
+            _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
+        };
+        // Surface a failed writer before starting more work.
+        while let Some(joined) = self.writers.try_join_next() {
+            joined.map_err(|e| CopyError::Fatal(format!("bulk writer crashed: {e}")))??;
+        }
+        let (es, stats, retry, cancel) = (self.es.clone(), self.stats.clone(), self.retry.clone(), self.cancel.clone());
+        self.writers.spawn(async move {
+            let _permit = permit;
+            send_batch(&es, batch, &stats, &retry, &cancel).await
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! The copies this process runs: at most one per logical index, each a
+//! task driving it to `ready`, all stopped by one cancellation signal.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::error::CopyError;
+use super::job::{drive, CopyHandle};
+use crate::migration::Migrator;
+
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    migrator: Migrator,
+    owner: String,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    running: Arc<Mutex<HashMap<String, Arc<CopyHandle>>>>,
+}
+
+impl Jobs {
+    pub fn new(migrator: Migrator, owner: String, cancel: CancellationToken) -> Self {
+        Jobs {
+            migrator,
+            owner,
+            cancel,
+            tracker: TaskTracker::new(),
+            running: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Starts driving the copy of `name` unless this process already does.
+    pub fn start(&self, name: &str) {
+        let handle = {
+            let mut running = self.running.lock().expect("jobs lock");
+            if running.contains_key(name) {
+                return;
+            }
+            let handle = Arc::new(CopyHandle::new(self.cancel.child_token()));
+            running.insert(name.to_owned(), handle.clone());
+            handle
+        };
+        let jobs = self.clone();
+        let name = name.to_owned();
+        self.tracker.spawn(async move {
+            match drive(&jobs.migrator, &name, &jobs.owner, &handle).await {
+                Ok(state) => info!(index = %name, phase = state.phase.name(), "copy job ended"),
+                Err(CopyError::Stopped(_, why)) => info!(index = %name, %why, "copy job stopped"),
+                Err(CopyError::Cancelled) => info!(index = %name, "copy job stopped for shutdown"),
+                Err(e) => warn!(index = %name, error = %e, "copy job ended with an error"),
+            }
+            jobs.running.lock().expect("jobs lock").remove(&name);
+        });
+    }
+
+    /// The handle of the copy of `name` this process runs, if any.
+    pub fn get(&self, name: &str) -> Option<Arc<CopyHandle>> {
+        self.running.lock().expect("jobs lock").get(name).cloned()
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Waits until every job has stopped (after the cancellation signal).
+    pub async fn wait(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}

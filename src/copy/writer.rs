@@ -1,0 +1,114 @@
+//! Sending one batch: per-item outcomes, retries of only the items that
+//! did not succeed, jittered exponential backoff.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio_util::sync::CancellationToken;
+
+use super::encode::Batch;
+use super::error::CopyError;
+use super::outcome::{classify, retryable_status, ItemOutcome};
+use super::stats::CopyStats;
+use crate::es::{EsClient, EsError};
+use crate::migration::DocFailure;
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    pub max_retries: u32,
+    /// Upper bound of one bulk request.
+    pub request_timeout: Duration,
+}
+
+impl RetryPolicy {
+    fn delays(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_retries as usize)
+            .with_jitter()
+            .build()
+    }
+}
+
+fn transient(e: &EsError) -> bool {
+    e.is_unavailable() || e.status().is_some_and(retryable_status)
+}
+
+/// Sends `batch` until every document has an outcome (copied, superseded
+/// or failed). Items answered 429/5xx — and whole requests that failed
+/// that way — are sent again after a backoff; the others never are.
+pub async fn send_batch(
+    es: &EsClient,
+    mut batch: Batch,
+    stats: &CopyStats,
+    policy: &RetryPolicy,
+    cancel: &CancellationToken,
+) -> Result<(), CopyError> {
+    let mut delays = policy.delays();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let (retry, last) = match es.bulk(batch.body.clone(), None, Some(policy.request_timeout)).await {
+            Ok(response) => {
+                let outcomes = classify(&response, batch.len()).map_err(CopyError::Fatal)?;
+                let mut retry = Vec::new();
+                let mut last = String::new();
+                for (i, outcome) in outcomes.into_iter().enumerate() {
+                    let doc = &batch.docs[i];
+                    let slice = stats.slice(doc.slice);
+                    match outcome {
+                        ItemOutcome::Copied => {
+                            slice.copied.fetch_add(1, Relaxed);
+                        }
+                        ItemOutcome::Superseded => {
+                            slice.superseded.fetch_add(1, Relaxed);
+                        }
+                        ItemOutcome::Retry { status } => {
+                            if status == 429 {
+                                stats.rejections.fetch_add(1, Relaxed);
+                            }
+                            last = format!("item {} answered {status}", doc.id);
+                            retry.push(i);
+                        }
+                        ItemOutcome::Failed { status, reason } => stats.record_failure(
+                            doc.slice,
+                            DocFailure { id: doc.id.clone(), status, reason },
+                        ),
+                    }
+                }
+                if retry.is_empty() {
+                    let counter = if attempts > 1 { &stats.bulk_retried } else { &stats.bulk_ok };
+                    counter.fetch_add(1, Relaxed);
+                    return Ok(());
+                }
+                (retry, last)
+            }
+            Err(e) if transient(&e) => {
+                stats.bulk_errors.fetch_add(1, Relaxed);
+                if e.status() == Some(429) {
+                    stats.rejections.fetch_add(1, Relaxed);
+                }
+                ((0..batch.len()).collect(), e.to_string())
+            }
+            Err(e) => {
+                stats.bulk_errors.fetch_add(1, Relaxed);
+                return Err(CopyError::Fatal(format!("the cluster refused a bulk request: {e}")));
+            }
+        };
+        let Some(delay) = delays.next() else {
+            return Err(CopyError::RetriesExhausted { attempts, last });
+        };
+        stats.retries.fetch_add(1, Relaxed);
+        if retry.len() < batch.len() {
+            batch = batch.subset(&retry);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => return Err(CopyError::Cancelled),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The long-running service: the API on its listener, copy jobs for every
+//! index that is `copying`, and one shutdown path that waits for all of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::copy::{owner_id, Jobs};
+use crate::es::EsClient;
+use crate::migration::{Migrator, Phase};
+
+/// How often the daemon looks for copies to run (resumed after a restart,
+/// started by the CLI, or whose owner died).
+const SCAN_INTERVAL: Duration = Duration::from_secs(5);
+/// How long shutdown waits for copy jobs to save checkpoints and stop.
+const STOP_DEADLINE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Cluster(#[from] crate::es::EsError),
+    #[error("HTTP server: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Serves until `shutdown` is cancelled, then stops copies (checkpoints
+/// saved) and returns.
+pub async fn run(config: Arc<Config>, listener: TcpListener, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    let es = EsClient::connect(&config.connect_options()?)?;
+    let token = config.api_token()?.map(Arc::new);
+    let migrator = Migrator::new(es, config.clone());
+    let jobs = Jobs::new(migrator.clone(), owner_id(), shutdown.child_token());
+    let scanner = tokio::spawn(scan(migrator.clone(), jobs.clone(), shutdown.clone()));
+    let app = api::router(AppState {
+        migrator,
+        jobs: jobs.clone(),
+        token,
+    });
+    info!(listen = %listener.local_addr()?, "API listening");
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    let _ = scanner.await;
+    if tokio::time::timeout(STOP_DEADLINE, jobs.wait()).await.is_err() {
+        warn!("copy jobs did not stop within {STOP_DEADLINE:?}; their last checkpoints stand");
+    }
+    info!("stopped");
+    Ok(served?)
+}
+
+/// Starts a job for every `copying` index whose lease is free or ours.
+async fn scan(migrator: Migrator, jobs: Jobs, shutdown: CancellationToken) {
+    let mut ready = false;
+    loop {
+        if !ready {
+            match migrator.store().ensure_index().await {
+                Ok(()) => {
+                    info!("cluster answered; state index ready");
+                    ready = true;
+                }
+                Err(e) => warn!(error = %e, "cluster not available yet"),
+            }
+        }
+        if ready {
+            match migrator.store().list().await {
+                Ok(states) => {
+                    for state in states {
+                        let Phase::Copying { copy, .. } = &state.phase else { continue };
+                        if migrator.config().index(&state.name).is_none() {
+                            continue;
+                        }
+                        let free = copy
+                            .lease
+                            .as_ref()
+                            .is_none_or(|l| l.owner == jobs.owner() || l.expires_at <= Utc::now());
+                        if free {
+                            jobs.start(&state.name);
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot read the state index"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SCAN_INTERVAL) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

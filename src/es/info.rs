@@ -1,0 +1,201 @@
+//! Which engine and version answer at the cluster URL, and what they support.
+
+use std::fmt;
+
+use elasticsearch::http::Method;
+use serde::Deserialize;
+
+use super::{EsClient, EsError};
+
+/// The search engine family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Elasticsearch,
+    OpenSearch,
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Elasticsearch => "elasticsearch",
+            Engine::OpenSearch => "opensearch",
+        })
+    }
+}
+
+/// A release number; pre-release suffixes (`-SNAPSHOT`) are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    pub fn parse(text: &str) -> Option<Version> {
+        let core = text.split(['-', '+']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
+        let major = parts.next()??;
+        let minor = parts.next().flatten().unwrap_or(0);
+        let patch = parts.next().flatten().unwrap_or(0);
+        Some(Version {
+            major,
+            minor,
+            patch,
+        })
+    }
+
+    const fn at_least(self, major: u32, minor: u32) -> bool {
+        self.major > major || (self.major == major && self.minor >= minor)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// What `GET /` told about the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub engine: Engine,
+    pub version: Version,
+    pub cluster_name: String,
+}
+
+impl ServerInfo {
+    /// Whether point in time + `search_after` can be used with slices.
+    /// Elasticsearch has PIT from 7.10; OpenSearch from 2.4.
+    pub fn supports_pit(&self) -> bool {
+        match self.engine {
+            Engine::Elasticsearch => self.version.at_least(7, 10),
+            Engine::OpenSearch => self.version.at_least(2, 4),
+        }
+    }
+
+    /// Whether a PIT search may sort on the `_shard_doc` tiebreaker.
+    pub fn supports_shard_doc(&self) -> bool {
+        match self.engine {
+            Engine::Elasticsearch => self.version.at_least(7, 12),
+            Engine::OpenSearch => self.version.at_least(3, 3),
+        }
+    }
+}
+
+impl fmt::Display for ServerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.engine, self.version)
+    }
+}
+
+#[derive(Deserialize)]
+struct RootResponse {
+    cluster_name: String,
+    version: RootVersion,
+}
+
+#[derive(Deserialize)]
+struct RootVersion {
+    number: String,
+    distribution: Option<String>,
+}
+
+/// Reads `GET /` into a [`ServerInfo`].
+pub(super) fn parse_root(body: &[u8]) -> Result<ServerInfo, String> {
+    let root: RootResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let engine = match root.version.distribution.as_deref() {
+        Some("opensearch") => Engine::OpenSearch,
+        None | Some("elasticsearch") => Engine::Elasticsearch,
+        Some(other) => return Err(format!("unknown engine distribution {other:?}")),
+    };
+    let version = Version::parse(&root.version.number)
+        .ok_or_else(|| format!("cannot read version number {:?}", root.version.number))?;
+    Ok(ServerInfo {
+        engine,
+        version,
+        cluster_name: root.cluster_name,
+    })
+}
+
+impl EsClient {
+    /// `GET /`: checks that the cluster answers and tells which engine it is.
+    pub async fn info(&self) -> Result<ServerInfo, EsError> {
+        let bytes = self.send_ok(Method::Get, "/", &[], None, None).await?;
+        parse_root(&bytes).map_err(|detail| EsError::Decode {
+            call: "GET /".into(),
+            detail,
+        })
+    }
+
+    /// `GET /_cluster/health`: the cluster's status word (green, yellow, red).
+    pub async fn health_status(&self) -> Result<String, EsError> {
+        #[derive(Deserialize)]
+        struct Health {
+            status: String,
+        }
+        let health: Health = self
+            .send_json(Method::Get, "/_cluster/health", &[], None)
+            .await?;
+        Ok(health.status)
+    }
+}
+
+impl EsClient {
+    /// Waits until `index`'s primaries are active (health yellow or green).
+    pub async fn wait_for_index(&self, index: &str, timeout: std::time::Duration) -> Result<(), EsError> {
+        let path = format!("/_cluster/health/{}", super::seg(index));
+        let secs = format!("{}s", timeout.as_secs().max(1));
+        let query = [("wait_for_status", "yellow"), ("timeout", secs.as_str())];
+        #[derive(Deserialize)]
+        struct Health {
+            timed_out: bool,
+        }
+        let health: Health = self.send_json(Method::Get, &path, &query, None).await?;
+        if health.timed_out {
+            return Err(EsError::Status {
+                call: format!("GET {path}"),
+                status: 408,
+                error_type: None,
+                reason: format!("{index} did not become available within {secs}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_opensearch_and_elasticsearch() {
+        let os = br#"{"name":"n","cluster_name":"c","version":{"distribution":"opensearch","number":"2.19.6","build_type":"tar"},"tagline":"The OpenSearch Project"}"#;
+        let info = parse_root(os).unwrap();
+        assert_eq!(info.engine, Engine::OpenSearch);
+        assert_eq!(info.version, Version::parse("2.19.6").unwrap());
+        assert!(info.supports_pit());
+        assert!(!info.supports_shard_doc());
+
+        let es = br#"{"name":"n","cluster_name":"c","version":{"number":"8.15.0-SNAPSHOT","build_flavor":"default"}}"#;
+        let info = parse_root(es).unwrap();
+        assert_eq!(info.engine, Engine::Elasticsearch);
+        assert_eq!(info.to_string(), "elasticsearch 8.15.0");
+        assert!(info.supports_shard_doc());
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_cluster() {
+        assert!(parse_root(b"<html></html>").is_err());
+        assert!(parse_root(br#"{"cluster_name":"c","version":{"number":"x"}}"#).is_err());
+    }
+
+    #[test]
+    fn version_ordering() {
+        let v = |s| Version::parse(s).unwrap();
+        assert!(v("3.3.0") > v("2.19.6"));
+        assert_eq!(v("7"), v("7.0.0"));
+        assert!(v("7.10.1").at_least(7, 10));
+        assert!(!v("7.9.9").at_least(7, 10));
+    }
+}

@@ -1,0 +1,24 @@
+//! reindexd changes an Elasticsearch or OpenSearch index's mapping without
+//! search downtime: it owns a read alias and a write alias per logical
+//! index, builds the next generation from `mappings/`, copies every
+//! document into it, flips reads when told, and can always roll back.
+//!
+//! # Layout
+//!
+//! - [`secret`]: a string type that never prints its value.
+//! - [`config`]: TOML file, environment and flags into a checked `Config`.
+//! - [`es`]: the only code that speaks HTTP to the cluster.
+//! - [`migration`]: lifecycle state machine, persisted state, alias moves.
+//! - [`copy`]: the document copy pipeline, its checkpoints and controls.
+//! - [`api`]: the HTTP API (axum) over `migration` and `copy`.
+//! - [`daemon`]: wiring of API, copy jobs and shutdown for `serve`.
+//! - [`cli`]: the `reindexd` command line over all of the above.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod copy;
+pub mod daemon;
+pub mod es;
+pub mod migration;
+pub mod secret;

@@ -1,0 +1,34 @@
+//! `reindexd`: parse the command line, start logging, run one command,
+//! and turn any error into a one-line reason and a non-zero exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use reindexd::cli::{self, Cli};
+use reindexd::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config, &cli.overrides()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("reindexd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    cli::init_logging(&config.log_level, config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("reindexd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("reindexd: {}", e.to_string().replace('\n', "; "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Errors of lifecycle operations; the API maps each variant to a status
+//! and a stable code in one place.
+
+use crate::es::EsError;
+
+use super::mapping::MappingError;
+use super::phase::IllegalTransition;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("unknown logical index {0:?}: it is not in the configuration's [[indexes]]")]
+    UnknownIndex(String),
+    #[error("{0} is not initialised: run `reindexd init {0}` first")]
+    NotInitialized(String),
+    #[error(transparent)]
+    IllegalTransition(#[from] IllegalTransition),
+    /// Another request or daemon changed the state first.
+    #[error("{0}: another request changed the state of this index first; nothing was changed, look at `reindexd status` and retry")]
+    Conflict(String),
+    /// Aliases are not where the state says they must be.
+    #[error("{0}")]
+    AliasConflict(String),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error("the cluster rejected the new index {index}: {source}")]
+    MappingRejected { index: String, source: EsError },
+    #[error("{0}")]
+    Cluster(#[from] EsError),
+}
+
+impl MigrationError {
+    /// True when the cluster could not be reached: report 503, not a bad request.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            MigrationError::Cluster(e) | MigrationError::MappingRejected { source: e, .. } => e.is_unavailable(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Read-only questions about logical indexes: status views and the plan
+//! (which live generations differ from their mapping file).
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::error::MigrationError;
+use super::mapping::MappingFile;
+use super::ops::Migrator;
+use super::view::IndexView;
+
+/// What `plan` says about one logical index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanEntry {
+    pub name: String,
+    pub phase: String,
+    /// The generation behind the read alias.
+    pub live_index: Option<String>,
+    /// Fingerprint stored in the live generation's `_meta.reindexd`.
+    pub live_sha256: Option<String>,
+    /// Fingerprint of the mapping file now.
+    pub mapping_sha256: Option<String>,
+    /// `init`, `reindex`, `up-to-date`, `in-progress` or `error`.
+    pub action: &'static str,
+    pub detail: String,
+}
+
+impl Migrator {
+    /// The status view of `name` (also for indexes not initialised yet).
+    pub async fn view(&self, name: &str) -> Result<IndexView, MigrationError> {
+        self.index_config(name)?;
+        Ok(match self.store().get(name).await? {
+            Some(stored) => IndexView::new(&stored.state, None, Utc::now()),
+            None => IndexView::uninitialized(name),
+        })
+    }
+
+    /// Status views of every configured logical index.
+    pub async fn views(&self) -> Result<Vec<IndexView>, MigrationError> {
+        let mut views = Vec::new();
+        for index in &self.config().indexes {
+            views.push(self.view(&index.name).await?);
+        }
+        Ok(views)
+    }
+
+    /// Compares every configured index's live generation with its mapping file.
+    pub async fn plan(&self) -> Result<Vec<PlanEntry>, MigrationError> {
+        let mut entries = Vec::new();
+        for index in &self.config().indexes {
+            let mapping = MappingFile::load(&index.mapping);
+            let mut entry = PlanEntry {
+                name: index.name.clone(),
+                phase: "uninitialized".into(),
+                live_index: None,
+                live_sha256: None,
+                mapping_sha256: mapping.as_ref().ok().map(|m| m.sha256.clone()),
+                action: "init",
+                detail: String::new(),
+            };
+            if let Err(e) = &mapping {
+                entry.action = "error";
+                entry.detail = e.to_string();
+            }
+            if let Some(stored) = self.store().get(&index.name).await? {
+                let live = stored.state.phase.read_index().to_owned();
+                let meta = self.es().mapping_meta(&live).await?;
+                entry.phase = stored.state.phase.name().into();
+                entry.live_sha256 = meta["reindexd"]["sha256"].as_str().map(str::to_owned);
+                entry.live_index = Some(live);
+                if entry.action != "error" {
+                    (entry.action, entry.detail) = match stored.state.phase.name() {
+                        "live" | "flipped" if entry.live_sha256 == entry.mapping_sha256 => ("up-to-date", "the live generation was built from this mapping file".into()),
+                        "live" | "flipped" => ("reindex", format!("{} differs from the live generation", index.mapping.display())),
+                        phase => ("in-progress", format!("a migration is {phase}")),
+                    };
+                }
+            } else if entry.action != "error" {
+                entry.detail = "no generation yet".into();
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}

@@ -1,0 +1,27 @@
+//! The lifecycle of logical indexes: the state machine, its persisted
+//! state, and the operations that move aliases.
+//!
+//! `phase` is pure (transitions as functions); `store` persists state with
+//! compare-and-set; `ops` combines both with alias changes on the cluster.
+//! This module never copies documents (that is `copy`) and never serves
+//! HTTP.
+
+mod error;
+mod inspect;
+mod mapping;
+mod names;
+mod ops;
+mod phase;
+mod progress;
+mod store;
+mod view;
+
+pub use error::MigrationError;
+pub use inspect::PlanEntry;
+pub use mapping::{MappingError, MappingFile};
+pub use names::Names;
+pub use ops::{Migrator, BULK_SETTING_KEYS};
+pub use phase::{Action, IllegalTransition, IndexState, Phase};
+pub use progress::{CopyProgress, DocFailure, Lease, SliceCheckpoint, MAX_RECORDED_FAILURES};
+pub use store::{StateStore, Stored};
+pub use view::{IndexView, ProgressView};

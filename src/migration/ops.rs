@@ -1,0 +1,443 @@
+//! Lifecycle operations against the cluster: each checks the transition,
+//! writes the state by compare-and-set, then moves aliases in one atomic
+//! `_aliases` request — and puts the state back if that request fails, so
+//! a refused operation leaves the cluster as it was.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use tracing::{info, warn};
+
+use super::error::MigrationError;
+use super::mapping::MappingFile;
+use super::names::Names;
+use super::phase::{Action, IllegalTransition, IndexState, Phase};
+use super::progress::CopyProgress;
+use super::store::{StateStore, Stored};
+use crate::config::{Config, IndexConfig};
+use crate::es::{AliasAction, AliasEntry, EsClient, EsError};
+
+/// The target's settings replaced during a copy, restored afterwards.
+pub const BULK_SETTING_KEYS: [&str; 3] = [
+    "index.refresh_interval",
+    "index.number_of_replicas",
+    "index.gc_deletes",
+];
+
+/// Runs lifecycle operations for the configured logical indexes.
+#[derive(Debug, Clone)]
+pub struct Migrator {
+    es: EsClient,
+    config: Arc<Config>,
+    store: StateStore,
+}
+
+impl Migrator {
+    pub fn new(es: EsClient, config: Arc<Config>) -> Self {
+        let store = StateStore::new(es.clone(), &config.migration.state_index);
+        Migrator { es, config, store }
+    }
+
+    pub fn es(&self) -> &EsClient {
+        &self.es
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    pub fn index_config(&self, name: &str) -> Result<&IndexConfig, MigrationError> {
+        self.config
+            .index(name)
+            .ok_or_else(|| MigrationError::UnknownIndex(name.to_owned()))
+    }
+
+    pub fn names(&self, name: &str) -> Names {
+        Names::new(&self.config.migration.prefix, name)
+    }
+
+    /// The stored state of a configured, initialised index.
+    pub async fn load(&self, name: &str) -> Result<Stored, MigrationError> {
+        self.index_config(name)?;
+        self.store
+            .get(name)
+            .await?
+            .ok_or_else(|| MigrationError::NotInitialized(name.to_owned()))
+    }
+
+    /// Creates the first generation and both aliases. Idempotent: an index
+    /// already initialised is returned as it is, after checking its aliases.
+    pub async fn init(&self, name: &str) -> Result<IndexState, MigrationError> {
+        let mapping = MappingFile::load(&self.index_config(name)?.mapping)?;
+        self.store.ensure_index().await?;
+        if let Some(stored) = self.store.get(name).await? {
+            self.verify_aliases(&stored.state).await?;
+            return Ok(stored.state);
+        }
+        let names = self.names(name);
+        let (read, write) = (names.read_alias(), names.write_alias());
+        let links = self.es.get_aliases(&format!("{read},{write}")).await?;
+        if !links.is_empty() {
+            return Err(MigrationError::AliasConflict(format!(
+                "cannot init {name}: {} already exist ({}) but {name} has no reindexd state; remove them or use other names",
+                describe_aliases(&[&read, &write]),
+                links.iter().map(|l| format!("{} -> {}", l.alias, l.index)).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for alias in [&read, &write] {
+            if self.es.index_exists(alias).await? {
+                return Err(MigrationError::AliasConflict(format!(
+                    "cannot init {name}: an index called {alias} exists where reindexd needs an alias"
+                )));
+            }
+        }
+        let now = Utc::now();
+        let index = self.free_generation_name(&names, now, None).await?;
+        let mut body = mapping.create_body(name, now, &Map::new());
+        body["aliases"] = json!({ &read: {}, &write: {"is_write_index": true} });
+        self.create_generation(&index, &body).await?;
+        match self.store.create_state(IndexState::new(name, &index, now)).await {
+            Ok(stored) => {
+                info!(index = name, generation = %index, "initialised");
+                Ok(stored.state)
+            }
+            Err(e) => {
+                self.delete_quietly(&index).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stage 1: creates the next generation from the mapping file with
+    /// bulk-load settings and moves the write alias to it. The copy itself
+    /// is run by the caller.
+    pub async fn reindex(&self, name: &str) -> Result<IndexState, MigrationError> {
+        let index_config = self.index_config(name)?;
+        let mapping = MappingFile::load(&index_config.mapping)?;
+        let stored = self.load(name).await?;
+        let Phase::Live { index: source } = &stored.state.phase else {
+            return Err(IllegalTransition {
+                name: name.to_owned(),
+                action: Action::Reindex,
+                phase: stored.state.phase.name(),
+                detail: None,
+            }
+            .into());
+        };
+        self.verify_aliases(&stored.state).await?;
+        let now = Utc::now();
+        let names = self.names(name);
+        let target = self.free_generation_name(&names, now, Some(source)).await?;
+
+        let copy_config = &self.config.copy;
+        let file_settings = mapping.flat_settings();
+        let saved: Map<String, Value> = BULK_SETTING_KEYS
+            .iter()
+            .map(|k| (k.to_string(), file_settings.get(*k).cloned().unwrap_or(Value::Null)))
+            .collect();
+        let bulk: Map<String, Value> = [
+            ("index.refresh_interval", json!("-1")),
+            ("index.number_of_replicas", json!(0)),
+            ("index.gc_deletes", json!(format!("{}s", copy_config.gc_deletes.as_secs()))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        self.create_generation(&target, &mapping.create_body(name, now, &bulk)).await?;
+
+        let mut copy = CopyProgress::new(index_config.engine, 0, now);
+        copy.saved_settings = saved;
+        copy.requests_per_second = copy_config.requests_per_second;
+        let next = stored.state.start_copy(&target, copy, now)?;
+        let written = match self.store.replace(&stored, next).await {
+            Ok(w) => w,
+            Err(e) => {
+                self.delete_quietly(&target).await;
+                return Err(e);
+            }
+        };
+        let actions = [
+            remove(source, &names.write_alias()),
+            add(&target, &names.write_alias(), Some(true)),
+        ];
+        if let Err(e) = self.es.update_aliases(&actions).await {
+            self.revert(&written, stored.state).await;
+            self.delete_quietly(&target).await;
+            return Err(e.into());
+        }
+        info!(index = name, source = %source, target = %target, "stage 1: write alias moved to the new generation");
+        Ok(written.state)
+    }
+
+    /// Stage 2: moves the read alias to the new generation.
+    pub async fn flip(&self, name: &str) -> Result<IndexState, MigrationError> {
+        let stored = self.load(name).await?;
+        let next = stored.state.flip(Utc::now())?;
+        self.verify_aliases(&stored.state).await?;
+        let read = self.names(name).read_alias();
+        let actions = [
+            remove(stored.state.phase.read_index(), &read),
+            add(next.phase.read_index(), &read, None),
+        ];
+        let state = self.transition(&stored, next, &actions).await?;
+        info!(index = name, generation = %state.phase.read_index(), "STUCK THE LANDING! read alias flipped");
+        Ok(state)
+    }
+
+    /// Puts read and write back on the old generation, from any phase after
+    /// stage 1. Aliases are set from what the cluster has, not from what
+    /// the state expects, so a rollback also repairs a half-done change.
+    pub async fn rollback(&self, name: &str) -> Result<IndexState, MigrationError> {
+        let stored = self.load(name).await?;
+        let next = stored.state.rollback(Utc::now())?;
+        let names = self.names(name);
+        let (read, write) = (names.read_alias(), names.write_alias());
+        let old = next.phase.read_index().to_owned();
+        let mut actions: Vec<AliasAction> = self
+            .es
+            .get_aliases(&format!("{read},{write}"))
+            .await?
+            .into_iter()
+            .filter(|l| l.index != old)
+            .map(|l| remove(&l.index, &l.alias))
+            .collect();
+        actions.push(add(&old, &read, None));
+        actions.push(add(&old, &write, Some(true)));
+        let abandoned = stored.state.phase.write_index().to_owned();
+        let restore = stored
+            .state
+            .phase
+            .copy()
+            .filter(|c| !c.settings_restored)
+            .map(|c| c.saved_settings.clone());
+        let state = self.transition(&stored, next, &actions).await?;
+        if let Some(settings) = restore {
+            if let Err(e) = self.es.put_settings(&abandoned, &Value::Object(settings)).await {
+                warn!(index = name, generation = %abandoned, error = %e, "could not restore the abandoned generation's settings");
+            }
+        }
+        info!(index = name, generation = %old, abandoned = %abandoned, "rolled back");
+        Ok(state)
+    }
+
+    /// Deletes generations no longer needed: the previous one once
+    /// retention has passed since the flip, and those abandoned by
+    /// rollbacks. Refused while any alias points at one of them.
+    pub async fn cleanup(&self, name: &str) -> Result<(IndexState, Vec<String>), MigrationError> {
+        let stored = self.load(name).await?;
+        let (next, doomed) = stored.state.cleanup(self.config.migration.retention, Utc::now())?;
+        for index in &doomed {
+            let links: Vec<AliasEntry> = self.aliases_of(index).await?;
+            if !links.is_empty() {
+                return Err(IllegalTransition {
+                    name: name.to_owned(),
+                    action: Action::Cleanup,
+                    phase: stored.state.phase.name(),
+                    detail: Some(format!(
+                        "{index} is still behind {}",
+                        links.iter().map(|l| l.alias.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                }
+                .into());
+            }
+        }
+        let written = self.store.replace(&stored, next).await?;
+        for index in &doomed {
+            match self.es.delete_index(index).await {
+                Ok(()) => info!(index = name, generation = %index, "deleted"),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok((written.state, doomed))
+    }
+
+    /// Ends a copy run by `owner`: refreshes the target, restores its
+    /// settings, checks that the source did not change, and moves to
+    /// `ready` or `failed` by the copy's verdict.
+    pub async fn complete_copy(
+        &self,
+        name: &str,
+        owner: &str,
+        finish: impl Fn(&mut CopyProgress),
+    ) -> Result<IndexState, MigrationError> {
+        let stored = self.load(name).await?;
+        let Phase::Copying { source, target, copy } = &stored.state.phase else {
+            return Err(IllegalTransition { name: name.to_owned(), action: Action::Reindex, phase: stored.state.phase.name(), detail: Some("the copy was stopped".into()) }.into());
+        };
+        if copy.lease.as_ref().is_some_and(|l| l.owner != owner) {
+            return Err(MigrationError::Conflict(name.to_owned()));
+        }
+        let mut copy = copy.clone();
+        finish(&mut copy);
+        self.es.put_settings(target, &Value::Object(copy.saved_settings.clone())).await?;
+        copy.settings_restored = true;
+        self.es.refresh(target).await?;
+        copy.lease = None;
+        let now = Utc::now();
+        let source_now = self.es.count(source).await?;
+        let next = if source_now != copy.total {
+            let reason = format!(
+                "the source {source} changed during the copy: {} documents when the copy started, {source_now} now; \
+                 something writes to it by name instead of through {}",
+                copy.total,
+                self.names(name).write_alias()
+            );
+            stored.state.update_copy(Action::Reindex, |c| *c = copy.clone(), now)?.fail_copy(reason, now)?
+        } else {
+            stored.state.finish_copy(copy, now)?
+        };
+        Ok(self.store.replace(&stored, next).await?.state)
+    }
+
+    /// Moves a running copy to `failed` with `reason`.
+    pub async fn fail_copy(&self, name: &str, owner: &str, reason: &str) -> Result<IndexState, MigrationError> {
+        let stored = self.load(name).await?;
+        if let Phase::Copying { copy, .. } = &stored.state.phase {
+            if copy.lease.as_ref().is_some_and(|l| l.owner != owner) {
+                return Err(MigrationError::Conflict(name.to_owned()));
+            }
+        }
+        let next = stored.state.fail_copy(reason.to_owned(), Utc::now())?;
+        Ok(self.store.replace(&stored, next).await?.state)
+    }
+
+    /// The operator accepts recorded document failures.
+    pub async fn accept(&self, name: &str) -> Result<IndexState, MigrationError> {
+        let stored = self.load(name).await?;
+        let next = stored.state.accept_failures(Utc::now())?;
+        Ok(self.store.replace(&stored, next).await?.state)
+    }
+
+    /// Changes the live controls or progress of a running copy, retrying
+    /// when a checkpoint wrote the state in between.
+    pub async fn update_copy(
+        &self,
+        name: &str,
+        action: Action,
+        f: impl Fn(&mut CopyProgress),
+    ) -> Result<IndexState, MigrationError> {
+        for _ in 0..5 {
+            let stored = self.load(name).await?;
+            let next = stored.state.update_copy(action, &f, Utc::now())?;
+            match self.store.replace(&stored, next).await {
+                Err(MigrationError::Conflict(_)) => continue,
+                other => return other.map(|s| s.state),
+            }
+        }
+        Err(MigrationError::Conflict(name.to_owned()))
+    }
+
+    /// Checks that the aliases are where `state` says they are: each on
+    /// exactly one index, the expected one.
+    pub async fn verify_aliases(&self, state: &IndexState) -> Result<(), MigrationError> {
+        let names = self.names(&state.name);
+        let (read, write) = (names.read_alias(), names.write_alias());
+        let links = self.es.get_aliases(&format!("{read},{write}")).await?;
+        for (alias, expected) in [(&read, state.phase.read_index()), (&write, state.phase.write_index())] {
+            let on: Vec<&str> = links.iter().filter(|l| &l.alias == alias).map(|l| l.index.as_str()).collect();
+            if on != [expected] {
+                let found = if on.is_empty() { "nothing".to_owned() } else { on.join(" and ") };
+                return Err(MigrationError::AliasConflict(format!(
+                    "{alias} points at {found}, but {} is {} and expects it on exactly {expected}; nothing was changed. \
+                     Fix the alias by hand, or run `reindexd rollback {}` if a migration is under way",
+                    state.name,
+                    state.phase.name(),
+                    state.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Alias links of one index.
+    pub async fn aliases_of(&self, index: &str) -> Result<Vec<AliasEntry>, MigrationError> {
+        Ok(self
+            .es
+            .get_aliases("*")
+            .await?
+            .into_iter()
+            .filter(|l| l.index == index)
+            .collect())
+    }
+
+    /// Writes `next` then applies `actions`; if the aliases cannot move,
+    /// the state is put back and the alias error returned.
+    async fn transition(&self, stored: &Stored, next: IndexState, actions: &[AliasAction]) -> Result<IndexState, MigrationError> {
+        let written = self.store.replace(stored, next).await?;
+        if let Err(e) = self.es.update_aliases(actions).await {
+            self.revert(&written, stored.state.clone()).await;
+            return Err(e.into());
+        }
+        Ok(written.state)
+    }
+
+    async fn revert(&self, written: &Stored, previous: IndexState) {
+        let name = previous.name.clone();
+        if let Err(e) = self.store.replace(written, previous).await {
+            warn!(index = %name, error = %e, "could not put the state back after a failed alias change; check `reindexd status`");
+        }
+    }
+
+    async fn create_generation(&self, index: &str, body: &Value) -> Result<(), MigrationError> {
+        match self.es.create_index(index, body).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_unavailable() => Err(e.into()),
+            Err(e @ EsError::Status { status: 400, .. }) => Err(MigrationError::MappingRejected {
+                index: index.to_owned(),
+                source: e,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A generation name at `now`, moved forward a second at a time past
+    /// names already taken (two generations within one second).
+    async fn free_generation_name(&self, names: &Names, now: DateTime<Utc>, current: Option<&str>) -> Result<String, MigrationError> {
+        let mut at = now;
+        if let Some(t) = current.and_then(|c| names.generation_time(c)) {
+            at = at.max(t + chrono::Duration::seconds(1));
+        }
+        loop {
+            let candidate = names.generation(at);
+            if !self.es.index_exists(&candidate).await? {
+                return Ok(candidate);
+            }
+            at += chrono::Duration::seconds(1);
+        }
+    }
+
+    async fn delete_quietly(&self, index: &str) {
+        if let Err(e) = self.es.delete_index(index).await {
+            if !e.is_not_found() {
+                warn!(generation = %index, error = %e, "could not delete a generation made by a refused operation");
+            }
+        }
+    }
+}
+
+fn add(index: &str, alias: &str, is_write_index: Option<bool>) -> AliasAction {
+    AliasAction::Add {
+        index: index.to_owned(),
+        alias: alias.to_owned(),
+        is_write_index,
+    }
+}
+
+/// A removal that fails the whole request if the link is already gone.
+fn remove(index: &str, alias: &str) -> AliasAction {
+    AliasAction::Remove {
+        index: index.to_owned(),
+        alias: alias.to_owned(),
+        must_exist: Some(true),
+    }
+}
+
+fn describe_aliases(aliases: &[&String]) -> String {
+    aliases.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" or ")
+}

@@ -1,0 +1,157 @@
+//! What a copy has done so far, as persisted in the state document: counts,
+//! recorded failures, per-slice checkpoints, live controls and the lease of
+//! the process running it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::CopyEngine;
+
+/// At most this many failed documents are kept with id and reason; the
+/// count in `failed` is always exact.
+pub const MAX_RECORDED_FAILURES: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopyProgress {
+    pub engine: CopyEngine,
+    pub started_at: DateTime<Utc>,
+    /// Set once every slice is done (or the server task completed).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Documents in the source when the copy's read snapshot was taken.
+    pub total: u64,
+    /// Written into the target by the copy.
+    pub copied: u64,
+    /// Not written because the application's own write (or delete) of the
+    /// same id in the target is newer: the 409s of external versioning.
+    pub superseded: u64,
+    /// Refused by the target for good (mapping conflicts and the like).
+    pub failed: u64,
+    #[serde(default)]
+    pub failures: Vec<DocFailure>,
+    /// The operator accepted the failures: they no longer block `ready`.
+    #[serde(default)]
+    pub accept_failures: bool,
+    #[serde(default)]
+    pub paused: bool,
+    /// Documents per second; `None` = unthrottled.
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
+    #[serde(default)]
+    pub slices: Vec<SliceCheckpoint>,
+    /// The target's settings before bulk-load settings replaced them
+    /// (`null` = was unset); put back before `ready` and on rollback.
+    #[serde(default)]
+    pub saved_settings: Map<String, Value>,
+    #[serde(default)]
+    pub settings_restored: bool,
+    /// Who runs the copy, and until when that claim holds without renewal.
+    #[serde(default)]
+    pub lease: Option<Lease>,
+    /// The cluster task of a server-side copy.
+    #[serde(default)]
+    pub task: Option<String>,
+}
+
+/// One document the target refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocFailure {
+    pub id: String,
+    pub status: u16,
+    pub reason: String,
+}
+
+/// Progress of one source slice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceCheckpoint {
+    pub id: u32,
+    pub max: u32,
+    pub done: bool,
+    /// Documents of this slice in the read snapshot.
+    pub total: u64,
+    pub copied: u64,
+    pub superseded: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl CopyProgress {
+    pub fn new(engine: CopyEngine, total: u64, now: DateTime<Utc>) -> Self {
+        CopyProgress {
+            engine,
+            started_at: now,
+            finished_at: None,
+            total,
+            copied: 0,
+            superseded: 0,
+            failed: 0,
+            failures: Vec::new(),
+            accept_failures: false,
+            paused: false,
+            requests_per_second: None,
+            slices: Vec::new(),
+            saved_settings: Map::new(),
+            settings_restored: false,
+            lease: None,
+            task: None,
+        }
+    }
+
+    /// Documents accounted for so far.
+    pub fn done(&self) -> u64 {
+        self.copied + self.superseded + self.failed
+    }
+
+    /// Share of the source accounted for, 0.0 to 1.0.
+    pub fn ratio(&self) -> f64 {
+        if self.total == 0 {
+            return if self.finished_at.is_some() { 1.0 } else { 0.0 };
+        }
+        (self.done() as f64 / self.total as f64).min(1.0)
+    }
+
+    /// Records failed documents, keeping the first [`MAX_RECORDED_FAILURES`].
+    pub fn record_failures(&mut self, failures: impl IntoIterator<Item = DocFailure>) {
+        for f in failures {
+            if self.failures.len() < MAX_RECORDED_FAILURES {
+                self.failures.push(f);
+            }
+        }
+    }
+
+    /// Whether a finished copy may become `ready`: counts reconcile
+    /// (copied + superseded + failed = source) and no failure is left
+    /// unaccepted. The error says what is wrong and what to do.
+    pub fn verdict(&self) -> Result<(), String> {
+        if self.finished_at.is_none() {
+            return Err("the copy has not finished".into());
+        }
+        if self.done() != self.total {
+            return Err(format!(
+                "counts do not add up: copied {} + superseded {} + failed {} = {}, but the source had {}",
+                self.copied,
+                self.superseded,
+                self.failed,
+                self.done(),
+                self.total
+            ));
+        }
+        if self.failed > 0 && !self.accept_failures {
+            let first = self
+                .failures
+                .first()
+                .map(|f| format!("; first: {} ({})", f.id, f.reason))
+                .unwrap_or_default();
+            return Err(format!(
+                "{} documents failed{first}; fix the mapping and reindex again, or accept them with `reindexd accept`",
+                self.failed
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! What `status` shows of a logical index, for the API and the CLI alike.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::phase::{IndexState, Phase};
+use super::progress::{CopyProgress, DocFailure};
+use crate::config::CopyEngine;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexView {
+    pub name: String,
+    /// `uninitialized`, `live`, `copying`, `ready`, `failed` or `flipped`.
+    pub phase: &'static str,
+    pub read_index: Option<String>,
+    pub write_index: Option<String>,
+    /// The generation being replaced (`copying`, `ready`, `failed`,
+    /// `flipped`).
+    pub previous_index: Option<String>,
+    pub flipped_at: Option<DateTime<Utc>>,
+    /// Why the copy failed.
+    pub reason: Option<String>,
+    pub abandoned: Vec<String>,
+    pub progress: Option<ProgressView>,
+    pub failures: Vec<DocFailure>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgressView {
+    pub engine: CopyEngine,
+    pub total: u64,
+    pub copied: u64,
+    pub superseded: u64,
+    pub failed: u64,
+    /// 0.0 to 1.0.
+    pub ratio: f64,
+    pub paused: bool,
+    pub requests_per_second: Option<f64>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Average rate since the copy started.
+    pub docs_per_second: f64,
+    pub eta_seconds: Option<u64>,
+    pub slices: usize,
+    pub slices_done: usize,
+    pub accept_failures: bool,
+}
+
+impl ProgressView {
+    pub fn new(copy: &CopyProgress, now: DateTime<Utc>) -> Self {
+        let end = copy.finished_at.unwrap_or(now);
+        let elapsed = (end - copy.started_at).num_milliseconds().max(1) as f64 / 1000.0;
+        let rate = copy.done() as f64 / elapsed;
+        let left = copy.total.saturating_sub(copy.done());
+        let eta = match (copy.finished_at, rate > 0.0) {
+            (Some(_), _) => Some(0),
+            (None, true) if copy.total > 0 => Some((left as f64 / rate).ceil() as u64),
+            _ => None,
+        };
+        ProgressView {
+            engine: copy.engine,
+            total: copy.total,
+            copied: copy.copied,
+            superseded: copy.superseded,
+            failed: copy.failed,
+            ratio: copy.ratio(),
+            paused: copy.paused,
+            requests_per_second: copy.requests_per_second,
+            started_at: copy.started_at,
+            finished_at: copy.finished_at,
+            docs_per_second: (rate * 10.0).round() / 10.0,
+            eta_seconds: eta,
+            slices: copy.slices.len(),
+            slices_done: copy.slices.iter().filter(|s| s.done).count(),
+            accept_failures: copy.accept_failures,
+        }
+    }
+}
+
+impl IndexView {
+    pub fn uninitialized(name: &str) -> Self {
+        IndexView {
+            name: name.to_owned(),
+            phase: "uninitialized",
+            read_index: None,
+            write_index: None,
+            previous_index: None,
+            flipped_at: None,
+            reason: None,
+            abandoned: Vec::new(),
+            progress: None,
+            failures: Vec::new(),
+            updated_at: None,
+        }
+    }
+
+    /// The view of `state`; `live` replaces the stored progress with the
+    /// running copy's newer counters.
+    pub fn new(state: &IndexState, live: Option<CopyProgress>, now: DateTime<Utc>) -> Self {
+        let copy = live.or_else(|| state.phase.copy().cloned());
+        let (previous, flipped_at, reason) = match &state.phase {
+            Phase::Live { .. } => (None, None, None),
+            Phase::Copying { source, .. } | Phase::Ready { source, .. } => (Some(source.clone()), None, None),
+            Phase::Failed { source, reason, .. } => (Some(source.clone()), None, Some(reason.clone())),
+            Phase::Flipped { previous, flipped_at, .. } => (Some(previous.clone()), Some(*flipped_at), None),
+        };
+        IndexView {
+            name: state.name.clone(),
+            phase: state.phase.name(),
+            read_index: Some(state.phase.read_index().to_owned()),
+            write_index: Some(state.phase.write_index().to_owned()),
+            previous_index: previous,
+            flipped_at,
+            reason,
+            abandoned: state.abandoned.clone(),
+            failures: copy.as_ref().map(|c| c.failures.clone()).unwrap_or_default(),
+            progress: copy.as_ref().map(|c| ProgressView::new(c, now)),
+            updated_at: Some(state.updated_at),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Shared ground of the integration tests: how to reach the real test
+//! cluster and how to make index names no other test uses.
+//!
+//! The cluster comes from `scripts/test-cluster start`. Its URL is read from
+//! `REINDEXD_TEST_ES_URL` (default `http://127.0.0.1:$REINDEXD_TEST_ES_PORT`,
+//! port 9200). With no cluster there, tests fail and say how to start one.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use reindexd::es::{ConnectOptions, EsClient, ServerInfo};
+use url::Url;
+
+pub fn es_url() -> String {
+    std::env::var("REINDEXD_TEST_ES_URL").unwrap_or_else(|_| {
+        let port = std::env::var("REINDEXD_TEST_ES_PORT").unwrap_or_else(|_| "9200".into());
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
+/// A client of the test cluster, after checking that it answers.
+pub async fn client() -> (EsClient, ServerInfo) {
+    let url = es_url();
+    let mut options = ConnectOptions::new(Url::parse(&url).expect("REINDEXD_TEST_ES_URL is a URL"));
+    options.request_timeout = Duration::from_secs(60);
+    let client = EsClient::connect(&options).expect("client builds");
+    match client.info().await {
+        Ok(info) => (client, info),
+        Err(e) => panic!(
+            "no test cluster answers at {url} ({e}).\n\
+             Start one with `scripts/test-cluster start` (or set REINDEXD_TEST_ES_URL)."
+        ),
+    }
+}
+
+/// A prefix unique to this test in this run, so tests run in parallel and
+/// never see each other's indexes: `t{pid}_{n}_{label}`.
+pub fn unique(label: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("t{}_{}_{}", std::process::id(), n, label.to_lowercase())
+}
+
+/// Deletes every index whose name starts with `prefix`.
+pub async fn cleanup(client: &EsClient, prefix: &str) {
+    for index in client
+        .list_indexes(&format!("{prefix}*"))
+        .await
+        .expect("list indexes")
+    {
+        client.delete_index(&index).await.expect("delete index");
+    }
+}
+
+/// `n` small documents as NDJSON `index` actions into `index`.
+pub fn ndjson_docs(index: &str, ids: impl IntoIterator<Item = u64>) -> bytes::Bytes {
+    let mut body = String::new();
+    for i in ids {
+        body.push_str(&format!(
+            "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i},\"title\":\"doc {i}\"}}\n"
+        ));
+    }
+    bytes::Bytes::from(body)
+}
+
+/// A throwaway configuration in a temp dir: its own name prefix and state
+/// index, so tests never share a logical index or a state document.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    /// Put before every index and alias this test's reindexd makes.
+    pub prefix: String,
+    pub config: std::sync::Arc<reindexd::config::Config>,
+    pub es: EsClient,
+    pub migrator: reindexd::migration::Migrator,
+}
+
+/// Small mapping used by most tests: two shards so slicing matters.
+pub const MAPPING_V1: &str = r#"{"settings": {"number_of_shards": 2, "number_of_replicas": 0, "refresh_interval": "1s"},
+ "mappings": {"dynamic": false, "properties": {"title": {"type": "text"}, "n": {"type": "long"}, "tag": {"type": "keyword"}}}}"#;
+/// The "changed" mapping: `tag` gains a text subfield, a new field appears.
+pub const MAPPING_V2: &str = r#"{"settings": {"number_of_shards": 3, "number_of_replicas": 0, "refresh_interval": "1s"},
+ "mappings": {"dynamic": false, "properties": {"title": {"type": "text"}, "n": {"type": "long"},
+  "tag": {"type": "keyword", "fields": {"text": {"type": "text"}}}, "boost": {"type": "float"}}}}"#;
+
+impl Env {
+    /// Writes `mappings/{name}.json` for each of `indexes` (with `mapping`)
+    /// and a config naming them; `extra` is appended to the TOML.
+    pub async fn new(label: &str, indexes: &[&str], extra: &str) -> Env {
+        let (es, _) = client().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let prefix = format!("{}-", unique(label));
+        std::fs::create_dir(dir.path().join("mappings")).unwrap();
+        let mut toml = format!(
+            "[elasticsearch]\nurl = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n[migration]\nprefix = \"{prefix}\"\nstate_index = \"{prefix}state\"\n{extra}\n",
+            es_url()
+        );
+        for name in indexes {
+            std::fs::write(dir.path().join(format!("mappings/{name}.json")), MAPPING_V1).unwrap();
+            toml.push_str(&format!("[[indexes]]\nname = \"{name}\"\nmapping = \"mappings/{name}.json\"\n"));
+        }
+        std::fs::write(dir.path().join("reindexd.toml"), &toml).unwrap();
+        let config = reindexd::config::Config::load(&dir.path().join("reindexd.toml"), &Default::default())
+            .unwrap_or_else(|e| panic!("test config: {e}"));
+        let config = std::sync::Arc::new(config);
+        let migrator = reindexd::migration::Migrator::new(es.clone(), config.clone());
+        Env { dir, prefix, config, es, migrator }
+    }
+
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("reindexd.toml")
+    }
+
+    pub fn set_mapping(&self, name: &str, mapping: &str) {
+        std::fs::write(self.dir.path().join(format!("mappings/{name}.json")), mapping).unwrap();
+    }
+
+    pub fn read_alias(&self, name: &str) -> String {
+        format!("{}{name}_read", self.prefix)
+    }
+
+    pub fn write_alias(&self, name: &str) -> String {
+        format!("{}{name}_write", self.prefix)
+    }
+
+    /// Index names behind the read and write aliases of `name`.
+    pub async fn aliases(&self, name: &str) -> (Vec<String>, Vec<String>) {
+        let links = self
+            .es
+            .get_aliases(&format!("{},{}", self.read_alias(name), self.write_alias(name)))
+            .await
+            .unwrap();
+        let on = |alias: String| links.iter().filter(|l| l.alias == alias).map(|l| l.index.clone()).collect();
+        (on(self.read_alias(name)), on(self.write_alias(name)))
+    }
+
+    /// Every index this test made, sorted.
+    pub async fn indexes(&self) -> Vec<String> {
+        self.es.list_indexes(&format!("{}*", self.prefix)).await.unwrap()
+    }
+
+    /// `count` documents `{"n": i, "title": ..., "tag": ...}` with ids
+    /// `0..count`, written through the write alias and refreshed.
+    pub async fn load_docs(&self, name: &str, count: u64) {
+        let alias = self.write_alias(name);
+        for chunk in (0..count).collect::<Vec<_>>().chunks(5000) {
+            let mut body = String::new();
+            for i in chunk {
+                let routing = if i % 10 == 3 { format!(",\"routing\":\"r{}\"", i % 4) } else { String::new() };
+                body.push_str(&format!(
+                    "{{\"index\":{{\"_index\":\"{alias}\",\"_id\":\"{i}\"{routing}}}}}\n{{\"n\":{i},\"title\":\"document number {i}\",\"tag\":\"t{}\"}}\n",
+                    i % 7
+                ));
+            }
+            let r = self.es.bulk(body.into(), None, None).await.unwrap();
+            assert!(!r.errors, "loading documents failed");
+        }
+        self.es.refresh(&alias).await.unwrap();
+    }
+
+    pub async fn cleanup(self) {
+        cleanup(&self.es, &self.prefix).await;
+    }
+}
+
+/// A daemon serving this env's config on an ephemeral port.
+pub struct Daemon {
+    pub url: String,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), reindexd::daemon::DaemonError>>,
+    pub http: reqwest::Client,
+}
+
+impl Daemon {
+    pub async fn start(env: &Env) -> Daemon {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(reindexd::daemon::run(env.config.clone(), listener, shutdown.clone()));
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{url}/healthz")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Daemon { url, shutdown, task, http }
+    }
+
+    /// POSTs `body` (or nothing) and returns status and JSON answer.
+    pub async fn post(&self, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let mut request = self.http.post(format!("{}{path}", self.url));
+        if let Some(b) = body {
+            request = request.header("content-type", "application/json").body(b.to_owned());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.http.get(format!("{}{path}", self.url)).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    /// Polls the index until its phase is one of `phases`.
+    pub async fn wait_phase(&self, name: &str, phases: &[&str], timeout: Duration) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let (_, view) = self.get(&format!("/v1/indexes/{name}")).await;
+            if phases.iter().any(|p| view["phase"] == *p) {
+                return view;
+            }
+            assert!(std::time::Instant::now() < deadline, "{name} never reached {phases:?}: {view}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
