@@ -300,16 +300,19 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let owner = owner_id();
+    let telemetry = crate::copy::Telemetry::default();
     let mut copies = tokio::task::JoinSet::new();
+    let mut handles = Vec::new();
     for name in &started {
         let (migrator, owner, name) = (migrator.clone(), owner.clone(), name.clone());
-        let handle = CopyHandle::new(shutdown.child_token());
+        let handle = Arc::new(CopyHandle::new(shutdown.child_token(), telemetry.for_index(&name)));
+        handles.push((name.clone(), handle.clone()));
         copies.spawn(async move {
             let result = drive(&migrator, &name, &owner, &handle).await;
             (name, result)
         });
     }
-    let watcher = tokio::spawn(watch_progress(migrator.clone(), started.clone(), shutdown.clone()));
+    let watcher = tokio::spawn(watch_progress(migrator.clone(), handles, shutdown.clone()));
     let results = copies.join_all().await;
     watcher.abort();
     let mut failed = Vec::new();
@@ -335,16 +338,23 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
     }
 }
 
-async fn watch_progress(migrator: Migrator, names: Vec<String>, stop: CancellationToken) {
+/// Prints the live progress of copies run by this process every 2 s.
+async fn watch_progress(migrator: Migrator, handles: Vec<(String, Arc<CopyHandle>)>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = stop.cancelled() => return,
         }
-        for name in &names {
-            if let Ok(view) = migrator.view(name).await {
-                eprintln!("{}", describe(&view));
-            }
+        for (name, handle) in &handles {
+            let Ok(stored) = migrator.load(name).await else { continue };
+            let live = handle.stats().and_then(|stats| {
+                stored.state.phase.copy().map(|c| {
+                    let mut c = c.clone();
+                    stats.apply(&mut c);
+                    c
+                })
+            });
+            eprintln!("{}", describe(&IndexView::new(&stored.state, live, chrono::Utc::now())));
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::copy::{owner_id, Jobs};
 use crate::es::EsClient;
+use crate::metrics::Metrics;
 use crate::migration::{Migrator, Phase};
 
 /// How often the daemon looks for copies to run (resumed after a restart,
@@ -39,10 +40,12 @@ pub async fn run(config: Arc<Config>, listener: TcpListener, shutdown: Cancellat
     let migrator = Migrator::new(es, config.clone());
     let jobs = Jobs::new(migrator.clone(), owner_id(), shutdown.child_token());
     let scanner = tokio::spawn(scan(migrator.clone(), jobs.clone(), shutdown.clone()));
+    let metrics = Arc::new(Metrics::new(&migrator, &jobs));
     let app = api::router(AppState {
         migrator,
         jobs: jobs.clone(),
         token,
+        metrics,
     });
     info!(listen = %listener.local_addr()?, "API listening");
     let served = axum::serve(listener, app)

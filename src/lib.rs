@@ -10,6 +10,7 @@
 //! - [`es`]: the only code that speaks HTTP to the cluster.
 //! - [`migration`]: lifecycle state machine, persisted state, alias moves.
 //! - [`copy`]: the document copy pipeline, its checkpoints and controls.
+//! - [`metrics`]: Prometheus metrics from copy counters and stored state.
 //! - [`api`]: the HTTP API (axum) over `migration` and `copy`.
 //! - [`daemon`]: wiring of API, copy jobs and shutdown for `serve`.
 //! - [`cli`]: the `reindexd` command line over all of the above.
@@ -20,5 +21,6 @@ pub mod config;
 pub mod copy;
 pub mod daemon;
 pub mod es;
+pub mod metrics;
 pub mod migration;
 pub mod secret;

@@ -117,7 +117,7 @@ async fn cleanup_after_retention_deletes_only_unaliased_generations() {
     env.load_docs("kb", 300).await;
     env.set_mapping("kb", MAPPING_V2);
     let b = m.reindex("kb").await.unwrap().phase.write_index().to_owned();
-    let handle = reindexd::copy::CopyHandle::new(Default::default());
+    let handle = reindexd::copy::CopyHandle::detached("kb");
     let state = reindexd::copy::drive(m, "kb", "test-owner", &handle).await.unwrap();
     assert_eq!(state.phase.name(), "ready");
     m.flip("kb").await.unwrap();

@@ -23,6 +23,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::copy::Jobs;
+use crate::metrics::Metrics;
 use crate::migration::Migrator;
 use crate::secret::Secret;
 
@@ -35,6 +36,7 @@ pub struct AppState {
     pub migrator: Migrator,
     pub jobs: Jobs,
     pub token: Option<Arc<Secret>>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -55,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -99,6 +102,11 @@ async fn readyz(State(app): State<AppState>) -> Response {
         Ok(Err(e)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", e.to_string()).into_response(),
         Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", "the cluster did not answer within 5s").into_response(),
     }
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let text = app.metrics.render(&app.migrator, &app.jobs).await;
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -15,6 +15,7 @@ use super::control::Control;
 use super::error::CopyError;
 use super::pipeline::{run_pipeline, PipelineSpec};
 use super::stats::{plan_slices, CopyStats};
+use super::telemetry::IndexTelemetry;
 use super::writer::RetryPolicy;
 use crate::migration::{Action, CopyProgress, IndexState, Lease, MigrationError, Migrator, Phase, Stored};
 
@@ -23,17 +24,25 @@ use crate::migration::{Action, CopyProgress, IndexState, Lease, MigrationError, 
 #[derive(Debug)]
 pub struct CopyHandle {
     pub control: watch::Sender<Control>,
+    /// Metrics of this index's bulk traffic.
+    pub telemetry: IndexTelemetry,
     pub stats: Mutex<Option<Arc<CopyStats>>>,
     pub cancel: CancellationToken,
 }
 
 impl CopyHandle {
-    pub fn new(cancel: CancellationToken) -> Self {
+    pub fn new(cancel: CancellationToken, telemetry: IndexTelemetry) -> Self {
         CopyHandle {
             control: watch::Sender::new(Control::default()),
+            telemetry,
             stats: Mutex::new(None),
             cancel,
         }
+    }
+
+    /// A handle of its own, for a copy run outside the daemon (CLI, tests).
+    pub fn detached(index: &str) -> Self {
+        Self::new(CancellationToken::new(), super::telemetry::Telemetry::default().for_index(index))
     }
 
     /// The live counters of the current run, if one runs.
@@ -100,7 +109,8 @@ pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &Cop
         };
         copy.slices = plan_slices(count);
     }
-    let stats = Arc::new(CopyStats::resume(&copy));
+    let stats = Arc::new(CopyStats::resume(&copy, handle.telemetry.clone()));
+    handle.telemetry.concurrency.set(i64::from(config.max_concurrency));
     *handle.stats.lock().expect("stats lock") = Some(stats.clone());
     info!(index = name, %source, %target, slices = stats.slice_max, "copy running");
 

@@ -19,6 +19,7 @@ mod pipeline;
 mod reader;
 mod registry;
 mod stats;
+mod telemetry;
 mod writer;
 
 pub use control::Control;
@@ -26,3 +27,4 @@ pub use error::CopyError;
 pub use job::{drive, owner_id, run_once, CopyHandle};
 pub use registry::Jobs;
 pub use stats::CopyStats;
+pub use telemetry::{BulkLabels, IndexLabel, IndexTelemetry, Telemetry};

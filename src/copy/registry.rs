@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::error::CopyError;
 use super::job::{drive, CopyHandle};
+use super::telemetry::Telemetry;
 use crate::migration::Migrator;
 
 #[derive(Debug, Clone)]
@@ -19,6 +20,7 @@ pub struct Jobs {
     cancel: CancellationToken,
     tracker: TaskTracker,
     running: Arc<Mutex<HashMap<String, Arc<CopyHandle>>>>,
+    telemetry: Telemetry,
 }
 
 impl Jobs {
@@ -29,6 +31,7 @@ impl Jobs {
             cancel,
             tracker: TaskTracker::new(),
             running: Arc::new(Mutex::new(HashMap::new())),
+            telemetry: Telemetry::default(),
         }
     }
 
@@ -39,7 +42,7 @@ impl Jobs {
             if running.contains_key(name) {
                 return;
             }
-            let handle = Arc::new(CopyHandle::new(self.cancel.child_token()));
+            let handle = Arc::new(CopyHandle::new(self.cancel.child_token(), self.telemetry.for_index(name)));
             running.insert(name.to_owned(), handle.clone());
             handle
         };
@@ -59,6 +62,11 @@ impl Jobs {
     /// The handle of the copy of `name` this process runs, if any.
     pub fn get(&self, name: &str) -> Option<Arc<CopyHandle>> {
         self.running.lock().expect("jobs lock").get(name).cloned()
+    }
+
+    /// Bulk traffic metrics of every copy this process ran.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     pub fn owner(&self) -> &str {

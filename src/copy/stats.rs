@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
+use super::telemetry::IndexTelemetry;
 use crate::migration::{CopyProgress, DocFailure, SliceCheckpoint, MAX_RECORDED_FAILURES};
 
 #[derive(Debug, Default)]
@@ -36,22 +37,15 @@ pub struct CopyStats {
     pub slices: Vec<SliceStats>,
     pub slice_max: u32,
     failures: Mutex<Vec<DocFailure>>,
-    /// Bulk requests answered 2xx with every item settled.
-    pub bulk_ok: AtomicU64,
-    /// Bulk requests that needed (part of) a retry.
-    pub bulk_retried: AtomicU64,
-    /// Bulk requests that failed as a whole (transport or HTTP error).
-    pub bulk_errors: AtomicU64,
-    /// 429s seen, whole-request and per item.
-    pub rejections: AtomicU64,
-    pub retries: AtomicU64,
+    /// Bulk traffic metrics of this index (they outlive the run).
+    pub telemetry: IndexTelemetry,
 }
 
 impl CopyStats {
     /// Stats for a run resuming `copy`: finished slices keep their counts,
     /// the others start over (their documents are read again; those
     /// already copied come back as superseded).
-    pub fn resume(copy: &CopyProgress) -> CopyStats {
+    pub fn resume(copy: &CopyProgress, telemetry: IndexTelemetry) -> CopyStats {
         let slice_max = copy.slices.first().map_or(1, |s| s.max);
         let slices = copy
             .slices
@@ -75,11 +69,7 @@ impl CopyStats {
             slices,
             slice_max,
             failures: Mutex::new(failures),
-            bulk_ok: AtomicU64::new(0),
-            bulk_retried: AtomicU64::new(0),
-            bulk_errors: AtomicU64::new(0),
-            rejections: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
+            telemetry,
         }
     }
 
@@ -151,7 +141,7 @@ mod tests {
         copy.slices = plan_slices(2);
         copy.slices[0] = SliceCheckpoint { id: 0, max: 2, done: true, total: 10, copied: 9, superseded: 1, failed: 0 };
         copy.slices[1] = SliceCheckpoint { id: 1, max: 2, done: false, total: 7, copied: 3, superseded: 0, failed: 0 };
-        let stats = CopyStats::resume(&copy);
+        let stats = CopyStats::resume(&copy, crate::copy::Telemetry::default().for_index("t"));
         assert!(stats.slice(0).is_done());
         assert!(!stats.slice(1).is_done());
         stats.slice(1).total.store(7, Relaxed);

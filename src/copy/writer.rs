@@ -52,7 +52,11 @@ pub async fn send_batch(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let (retry, last) = match es.bulk(batch.body.clone(), None, Some(policy.request_timeout)).await {
+        let started = std::time::Instant::now();
+        let answer = es.bulk(batch.body.clone(), None, Some(policy.request_timeout)).await;
+        let t = &stats.telemetry;
+        t.bulk_duration.observe(started.elapsed().as_secs_f64());
+        let (retry, last) = match answer {
             Ok(response) => {
                 let outcomes = classify(&response, batch.len()).map_err(CopyError::Fatal)?;
                 let mut retry = Vec::new();
@@ -69,7 +73,7 @@ pub async fn send_batch(
                         }
                         ItemOutcome::Retry { status } => {
                             if status == 429 {
-                                stats.rejections.fetch_add(1, Relaxed);
+                                t.rejections.inc();
                             }
                             last = format!("item {} answered {status}", doc.id);
                             retry.push(i);
@@ -81,28 +85,28 @@ pub async fn send_batch(
                     }
                 }
                 if retry.is_empty() {
-                    let counter = if attempts > 1 { &stats.bulk_retried } else { &stats.bulk_ok };
-                    counter.fetch_add(1, Relaxed);
+                    let counter = if attempts > 1 { &t.bulk_retried } else { &t.bulk_ok };
+                    counter.inc();
                     return Ok(());
                 }
                 (retry, last)
             }
             Err(e) if transient(&e) => {
-                stats.bulk_errors.fetch_add(1, Relaxed);
+                t.bulk_errors.inc();
                 if e.status() == Some(429) {
-                    stats.rejections.fetch_add(1, Relaxed);
+                    t.rejections.inc();
                 }
                 ((0..batch.len()).collect(), e.to_string())
             }
             Err(e) => {
-                stats.bulk_errors.fetch_add(1, Relaxed);
+                t.bulk_errors.inc();
                 return Err(CopyError::Fatal(format!("the cluster refused a bulk request: {e}")));
             }
         };
         let Some(delay) = delays.next() else {
             return Err(CopyError::RetriesExhausted { attempts, last });
         };
-        stats.retries.fetch_add(1, Relaxed);
+        t.retries.inc();
         if retry.len() < batch.len() {
             batch = batch.subset(&retry);
         }

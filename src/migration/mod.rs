@@ -20,7 +20,7 @@ pub use error::MigrationError;
 pub use inspect::PlanEntry;
 pub use mapping::{MappingError, MappingFile};
 pub use names::Names;
-pub use ops::{Migrator, BULK_SETTING_KEYS};
+pub use ops::{AliasChangeLabels, Migrator, BULK_SETTING_KEYS};
 pub use phase::{Action, IllegalTransition, IndexState, Phase};
 pub use progress::{CopyProgress, DocFailure, Lease, SliceCheckpoint, MAX_RECORDED_FAILURES};
 pub use store::{StateStore, Stored};

@@ -6,6 +6,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde_json::{json, Map, Value};
 use tracing::{info, warn};
 
@@ -25,18 +28,43 @@ pub const BULK_SETTING_KEYS: [&str; 3] = [
     "index.gc_deletes",
 ];
 
+/// Labels of the alias-change counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AliasChangeLabels {
+    pub index: String,
+    /// `write` (stage 1), `read` (stage 2) or `rollback`.
+    pub kind: &'static str,
+}
+
 /// Runs lifecycle operations for the configured logical indexes.
 #[derive(Debug, Clone)]
 pub struct Migrator {
     es: EsClient,
     config: Arc<Config>,
     store: StateStore,
+    /// Alias changes made by this process, for metrics.
+    alias_changes: Family<AliasChangeLabels, Counter>,
 }
 
 impl Migrator {
     pub fn new(es: EsClient, config: Arc<Config>) -> Self {
         let store = StateStore::new(es.clone(), &config.migration.state_index);
-        Migrator { es, config, store }
+        Migrator {
+            es,
+            config,
+            store,
+            alias_changes: Family::default(),
+        }
+    }
+
+    pub fn alias_changes(&self) -> &Family<AliasChangeLabels, Counter> {
+        &self.alias_changes
+    }
+
+    fn count_alias_change(&self, index: &str, kind: &'static str) {
+        self.alias_changes
+            .get_or_create(&AliasChangeLabels { index: index.to_owned(), kind })
+            .inc();
     }
 
     pub fn es(&self) -> &EsClient {
@@ -170,6 +198,7 @@ impl Migrator {
             self.delete_quietly(&target).await;
             return Err(e.into());
         }
+        self.count_alias_change(name, "write");
         info!(index = name, source = %source, target = %target, "stage 1: write alias moved to the new generation");
         Ok(written.state)
     }
@@ -185,6 +214,7 @@ impl Migrator {
             add(next.phase.read_index(), &read, None),
         ];
         let state = self.transition(&stored, next, &actions).await?;
+        self.count_alias_change(name, "read");
         info!(index = name, generation = %state.phase.read_index(), "STUCK THE LANDING! read alias flipped");
         Ok(state)
     }
@@ -216,6 +246,7 @@ impl Migrator {
             .filter(|c| !c.settings_restored)
             .map(|c| c.saved_settings.clone());
         let state = self.transition(&stored, next, &actions).await?;
+        self.count_alias_change(name, "rollback");
         if let Some(settings) = restore {
             if let Err(e) = self.es.put_settings(&abandoned, &Value::Object(settings)).await {
                 warn!(index = name, generation = %abandoned, error = %e, "could not restore the abandoned generation's settings");

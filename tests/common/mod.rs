@@ -225,3 +225,141 @@ impl Daemon {
         self.task.await.unwrap().unwrap();
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers of the bad-input, megapack and CLI tests.
+
+/// What a refused operation must leave exactly as it was: every index of
+/// the test, where both aliases of each logical index point, and each
+/// index's stored phase, generations and abandoned list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub indexes: Vec<String>,
+    pub aliases: Vec<(String, (Vec<String>, Vec<String>))>,
+    /// `(phase, read index, write index, abandoned)` or `None` (no state).
+    pub states: Vec<(String, Option<(String, String, String, Vec<String>)>)>,
+}
+
+/// The `(status, error.code)` of an API answer, for one-line asserts.
+pub fn code(status: u16, body: &serde_json::Value) -> (u16, Option<&str>) {
+    (status, body["error"]["code"].as_str())
+}
+
+/// A loopback URL where nothing listens: a port the OS handed out, then freed.
+pub fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A config in `dir` whose cluster URL is `url`, with a valid mapping for
+/// each of `indexes`; `extra` is appended to the TOML.
+pub fn config_at(dir: &std::path::Path, url: &str, indexes: &[&str], extra: &str) -> std::sync::Arc<reindexd::config::Config> {
+    std::fs::create_dir_all(dir.join("mappings")).unwrap();
+    let mut toml = format!("[elasticsearch]\nurl = \"{url}\"\ntimeout = \"3s\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n");
+    for name in indexes {
+        std::fs::write(dir.join(format!("mappings/{name}.json")), MAPPING_V1).unwrap();
+        toml.push_str(&format!("[[indexes]]\nname = \"{name}\"\nmapping = \"mappings/{name}.json\"\n"));
+    }
+    std::fs::write(dir.join("reindexd.toml"), &toml).unwrap();
+    let config = reindexd::config::Config::load(&dir.join("reindexd.toml"), &Default::default())
+        .unwrap_or_else(|e| panic!("test config: {e}"));
+    std::sync::Arc::new(config)
+}
+
+impl Env {
+    /// [`Env::new`] with `api` (TOML lines such as `token = "..."`) put
+    /// into the `[api]` section.
+    pub async fn with_api(label: &str, indexes: &[&str], api: &str, extra: &str) -> Env {
+        let mut env = Env::new(label, indexes, extra).await;
+        let path = env.config_path();
+        let text = std::fs::read_to_string(&path).unwrap().replacen("[api]\n", &format!("[api]\n{api}\n"), 1);
+        std::fs::write(&path, text).unwrap();
+        let config = reindexd::config::Config::load(&path, &Default::default()).unwrap_or_else(|e| panic!("test config: {e}"));
+        env.config = std::sync::Arc::new(config);
+        env.migrator = reindexd::migration::Migrator::new(env.es.clone(), env.config.clone());
+        env
+    }
+
+    /// The path of `name`'s mapping file.
+    pub fn mapping_path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(format!("mappings/{name}.json"))
+    }
+
+    /// A plain index reindexd did not make, named under this test's prefix
+    /// so that [`Env::cleanup`] deletes it.
+    pub async fn plain_index(&self, suffix: &str) -> String {
+        let index = format!("{}{suffix}", self.prefix);
+        let body = serde_json::json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}});
+        self.es.create_index(&index, &body).await.unwrap();
+        index
+    }
+
+    /// The cluster as far as `names` are concerned. The state index is
+    /// created first, so that a daemon creating it in the background never
+    /// looks like a change.
+    pub async fn snapshot(&self, names: &[&str]) -> Snapshot {
+        self.migrator.store().ensure_index().await.unwrap();
+        let mut aliases = Vec::new();
+        let mut states = Vec::new();
+        for name in names {
+            aliases.push((name.to_string(), self.aliases(name).await));
+            let state = self.migrator.store().get(name).await.unwrap().map(|s| {
+                let p = &s.state.phase;
+                (p.name().to_owned(), p.read_index().to_owned(), p.write_index().to_owned(), s.state.abandoned.clone())
+            });
+            states.push((name.to_string(), state));
+        }
+        Snapshot { indexes: self.indexes().await, aliases, states }
+    }
+
+    /// The stored phase of `name`.
+    pub async fn phase(&self, name: &str) -> String {
+        let stored = self.migrator.store().get(name).await.unwrap().expect("initialised");
+        stored.state.phase.name().to_owned()
+    }
+}
+
+impl Daemon {
+    /// A daemon serving `config` (which need not reach a cluster).
+    pub async fn start_config(config: std::sync::Arc<reindexd::config::Config>) -> Daemon {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(reindexd::daemon::run(config, listener, shutdown.clone()));
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{url}/healthz")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Daemon { url, shutdown, task, http }
+    }
+
+    /// POSTs `body` with `Authorization: {authorization}` when given.
+    pub async fn post_auth(&self, path: &str, body: Option<&str>, authorization: Option<&str>) -> (u16, serde_json::Value) {
+        let mut request = self.http.post(format!("{}{path}", self.url));
+        if let Some(b) = body {
+            request = request.header("content-type", "application/json").body(b.to_owned());
+        }
+        if let Some(a) = authorization {
+            request = request.header("authorization", a);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    /// `init` then stage 1 of `name`, throttled to `rate` documents per
+    /// second so the copy stays in `copying` for the test's duration.
+    /// Returns the target generation.
+    pub async fn start_slow_copy(&self, name: &str, rate: u32) -> String {
+        let (status, view) = self.post(&format!("/v1/indexes/{name}/reindex"), Some(&format!("{{\"requests_per_second\": {rate}}}"))).await;
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view["phase"], "copying", "{view}");
+        view["write_index"].as_str().unwrap().to_owned()
+    }
+}
