@@ -39,6 +39,8 @@ pub struct ProgressView {
     pub requests_per_second: Option<f64>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Seconds from the start of the copy to its end (or to now).
+    pub elapsed_seconds: f64,
     /// Average rate since the copy started.
     pub docs_per_second: f64,
     pub eta_seconds: Option<u64>,
@@ -69,6 +71,7 @@ impl ProgressView {
             requests_per_second: copy.requests_per_second,
             started_at: copy.started_at,
             finished_at: copy.finished_at,
+            elapsed_seconds: (elapsed * 1000.0).round() / 1000.0,
             docs_per_second: (rate * 10.0).round() / 10.0,
             eta_seconds: eta,
             slices: copy.slices.len(),

@@ -300,7 +300,7 @@ impl Env {
     /// created first, so that a daemon creating it in the background never
     /// looks like a change.
     pub async fn snapshot(&self, names: &[&str]) -> Snapshot {
-        self.migrator.store().ensure_index().await.unwrap();
+        self.state_index_ready().await;
         let mut aliases = Vec::new();
         let mut states = Vec::new();
         for name in names {
@@ -312,6 +312,22 @@ impl Env {
             states.push((name.to_string(), state));
         }
         Snapshot { indexes: self.indexes().await, aliases, states }
+    }
+
+    /// Creates the state index unless it exists and waits until it serves
+    /// reads. (Cluster health turns yellow while a new index's primary is
+    /// still initialising, so `ensure_index` alone is not enough when
+    /// another client — the daemon — created the index a moment ago.)
+    pub async fn state_index_ready(&self) {
+        self.migrator.store().ensure_index().await.unwrap();
+        for _ in 0..300 {
+            match self.migrator.store().get("-").await {
+                Ok(_) => return,
+                Err(e) if e.is_unavailable() => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("state index: {e}"),
+            }
+        }
+        panic!("the state index never served reads");
     }
 
     /// The stored phase of `name`.
