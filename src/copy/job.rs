@@ -17,6 +17,7 @@ use super::pipeline::{run_pipeline, PipelineSpec};
 use super::stats::{plan_slices, CopyStats};
 use super::telemetry::IndexTelemetry;
 use super::writer::RetryPolicy;
+use crate::config::CopyEngine;
 use crate::migration::{Action, CopyProgress, IndexState, Lease, MigrationError, Migrator, Phase, Stored};
 
 /// What the daemon keeps of a running copy: its controls, its live
@@ -102,6 +103,9 @@ pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &Cop
     // Everything written to the source before stage 1 must be searchable
     // before the read snapshot is taken.
     es.refresh(&source).await?;
+    if copy.engine == CopyEngine::Server {
+        return super::server::run(migrator, name, owner, handle, (&source, &target), copy, lease_for).await;
+    }
     if copy.slices.is_empty() {
         let count = match config.slices {
             Some(n) => n,
@@ -132,7 +136,7 @@ pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &Cop
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = save_checkpoint(migrator, name, owner, &target, &stats, &handle.control, lease_for).await {
+            if let Err(e) = save_checkpoint(migrator, name, owner, &target, |c| stats.apply(c), &handle.control, lease_for).await {
                 if !e.is_transient() {
                     return e;
                 }
@@ -149,7 +153,7 @@ pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &Cop
     };
     if let Err(e) = outcome {
         if !matches!(e, CopyError::Stopped(..)) {
-            if let Err(save) = save_checkpoint(migrator, name, owner, &target, &stats, &handle.control, lease_for).await {
+            if let Err(save) = save_checkpoint(migrator, name, owner, &target, |c| stats.apply(c), &handle.control, lease_for).await {
                 warn!(index = name, error = %save, "last checkpoint not saved");
             }
         }
@@ -165,7 +169,7 @@ pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &Cop
     Ok(state)
 }
 
-fn lease_duration(checkpoint_interval: Duration) -> Duration {
+pub(super) fn lease_duration(checkpoint_interval: Duration) -> Duration {
     (checkpoint_interval * 4).max(Duration::from_secs(30))
 }
 
@@ -206,12 +210,12 @@ fn lease(owner: &str, lease_for: Duration) -> Lease {
 
 /// Saves the counters and renews the lease; picks up pause and throttle
 /// set by other processes (the CLI) in the stored state.
-async fn save_checkpoint(
+pub(super) async fn save_checkpoint(
     migrator: &Migrator,
     name: &str,
     owner: &str,
     target: &str,
-    stats: &CopyStats,
+    apply: impl Fn(&mut CopyProgress),
     control: &watch::Sender<Control>,
     lease_for: Duration,
 ) -> Result<(), CopyError> {
@@ -229,7 +233,7 @@ async fn save_checkpoint(
         let next = stored.state.update_copy(
             Action::Reindex,
             |c| {
-                stats.apply(c);
+                apply(c);
                 c.lease = Some(lease(owner, lease_for));
             },
             Utc::now(),

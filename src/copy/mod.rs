@@ -6,7 +6,8 @@
 //! ```
 //!
 //! `encode` builds bodies, `outcome` classifies bulk answers, `reader` and
-//! `writer` do the I/O, `pipeline` wires them, `job` claims the copy,
+//! `writer` do the I/O, `pipeline` wires them, `server` delegates to the
+//! cluster's `_reindex` instead, `job` claims the copy,
 //! checkpoints it and hands the result to the lifecycle. This module
 //! changes no alias; it never imports the API.
 
@@ -18,6 +19,7 @@ mod outcome;
 mod pipeline;
 mod reader;
 mod registry;
+mod server;
 mod stats;
 mod telemetry;
 mod writer;

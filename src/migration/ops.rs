@@ -245,8 +245,15 @@ impl Migrator {
             .copy()
             .filter(|c| !c.settings_restored)
             .map(|c| c.saved_settings.clone());
+        let task = stored.state.phase.copy().and_then(|c| c.task.clone());
         let state = self.transition(&stored, next, &actions).await?;
         self.count_alias_change(name, "rollback");
+        if let (Some(task), "copying") = (task, stored.state.phase.name()) {
+            // A server-side copy must stop writing into the abandoned generation.
+            if let Err(e) = self.es.cancel_task(&task).await {
+                warn!(index = name, %task, error = %e, "could not cancel the server-side reindex task");
+            }
+        }
         if let Some(settings) = restore {
             if let Err(e) = self.es.put_settings(&abandoned, &Value::Object(settings)).await {
                 warn!(index = name, generation = %abandoned, error = %e, "could not restore the abandoned generation's settings");

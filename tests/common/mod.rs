@@ -88,6 +88,11 @@ impl Env {
     /// Writes `mappings/{name}.json` for each of `indexes` (with `mapping`)
     /// and a config naming them; `extra` is appended to the TOML.
     pub async fn new(label: &str, indexes: &[&str], extra: &str) -> Env {
+        Self::with_index_options(label, indexes, extra, "").await
+    }
+
+    /// Like [`Env::new`]; `index_extra` is added to every `[[indexes]]` entry.
+    pub async fn with_index_options(label: &str, indexes: &[&str], extra: &str, index_extra: &str) -> Env {
         let (es, _) = client().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let prefix = format!("{}-", unique(label));
@@ -98,7 +103,7 @@ impl Env {
         );
         for name in indexes {
             std::fs::write(dir.path().join(format!("mappings/{name}.json")), MAPPING_V1).unwrap();
-            toml.push_str(&format!("[[indexes]]\nname = \"{name}\"\nmapping = \"mappings/{name}.json\"\n"));
+            toml.push_str(&format!("[[indexes]]\nname = \"{name}\"\nmapping = \"mappings/{name}.json\"\n{index_extra}\n"));
         }
         std::fs::write(dir.path().join("reindexd.toml"), &toml).unwrap();
         let config = reindexd::config::Config::load(&dir.path().join("reindexd.toml"), &Default::default())
