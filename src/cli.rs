@@ -19,7 +19,11 @@ use crate::migration::{Action, IndexView, Migrator};
 pub type CliResult = Result<(), Box<dyn Error + Send + Sync>>;
 
 #[derive(Debug, Parser)]
-#[command(name = "reindexd", version, about = "Zero-downtime mapping changes for Elasticsearch and OpenSearch")]
+#[command(
+    name = "reindexd",
+    version,
+    about = "Zero-downtime mapping changes for Elasticsearch and OpenSearch"
+)]
 pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, env = "REINDEXD_CONFIG", default_value = DEFAULT_PATH)]
@@ -144,10 +148,14 @@ impl Cli {
 /// Starts logging to stderr: text on a terminal unless json is asked for.
 pub fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }
 
@@ -164,7 +172,11 @@ pub async fn run(cli: Cli, config: Config) -> CliResult {
         Command::Init(n) => {
             for name in &n.names {
                 let state = migrator.init(name).await?;
-                println!("{name}: {} on {}", state.phase.name(), state.phase.read_index());
+                println!(
+                    "{name}: {} on {}",
+                    state.phase.name(),
+                    state.phase.read_index()
+                );
             }
             Ok(())
         }
@@ -172,10 +184,15 @@ pub async fn run(cli: Cli, config: Config) -> CliResult {
         Command::Reindex(r) => reindex(&migrator, r).await,
         Command::Status(s) => status(&migrator, s).await,
         Command::Pause(o) => control(&migrator, &o.name, Action::Pause, |c| c.paused = true).await,
-        Command::Resume(o) => control(&migrator, &o.name, Action::Resume, |c| c.paused = false).await,
+        Command::Resume(o) => {
+            control(&migrator, &o.name, Action::Resume, |c| c.paused = false).await
+        }
         Command::Throttle(t) => {
             let rate = parse_rate(&t.rate)?;
-            control(&migrator, &t.name, Action::Throttle, move |c| c.requests_per_second = rate).await
+            control(&migrator, &t.name, Action::Throttle, move |c| {
+                c.requests_per_second = rate
+            })
+            .await
         }
         Command::Accept(o) => {
             let state = migrator.accept(&o.name).await?;
@@ -184,12 +201,20 @@ pub async fn run(cli: Cli, config: Config) -> CliResult {
         }
         Command::Flip(o) => {
             let state = migrator.flip(&o.name).await?;
-            println!("STUCK THE LANDING! {} now reads from {}", o.name, state.phase.read_index());
+            println!(
+                "STUCK THE LANDING! {} now reads from {}",
+                o.name,
+                state.phase.read_index()
+            );
             Ok(())
         }
         Command::Rollback(o) => {
             let state = migrator.rollback(&o.name).await?;
-            println!("{}: rolled back; reads and writes on {}", o.name, state.phase.read_index());
+            println!(
+                "{}: rolled back; reads and writes on {}",
+                o.name,
+                state.phase.read_index()
+            );
             Ok(())
         }
         Command::Cleanup(o) => {
@@ -213,9 +238,9 @@ fn parse_rate(text: &str) -> Result<Option<f64>, String> {
 
 fn check_config(config: &Config) -> CliResult {
     let mut problems = Vec::new();
-    for index in &config.indexes {
+    for (i, index) in config.indexes.iter().enumerate() {
         if let Err(e) = crate::migration::MappingFile::load(&index.mapping) {
-            problems.push(format!("indexes[{}].mapping: {e}", index.name));
+            problems.push(format!("indexes[{i}].mapping: {e}"));
         }
     }
     if let Err(e) = config.connect_options() {
@@ -228,7 +253,10 @@ fn check_config(config: &Config) -> CliResult {
         return Err(problems.join("\n").into());
     }
     println!("{}", serde_json::to_string_pretty(&config.redacted_json())?);
-    eprintln!("configuration OK: {} logical index(es)", config.indexes.len());
+    eprintln!(
+        "configuration OK: {} logical index(es)",
+        config.indexes.len()
+    );
     Ok(())
 }
 
@@ -246,7 +274,10 @@ async fn serve(config: Arc<Config>) -> CliResult {
 /// Cancels `shutdown` on SIGTERM or SIGINT.
 pub async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return;
     };
     tokio::select! {
@@ -264,35 +295,27 @@ async fn plan(migrator: &Migrator, json: bool) -> CliResult {
         return Ok(());
     }
     for e in entries {
-        println!("{:<16} {:<12} {:<14} {}", e.name, e.phase, e.action, e.detail);
+        println!(
+            "{:<16} {:<12} {:<14} {}",
+            e.name, e.phase, e.action, e.detail
+        );
     }
     Ok(())
 }
 
 async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
-    if let Some(rate) = r.requests_per_second {
-        parse_rate(&rate.to_string())?;
-    }
-    for name in &r.names {
-        migrator.load(name).await?;
-    }
-    let mut started: Vec<String> = Vec::new();
-    for name in &r.names {
-        match migrator.reindex(name).await {
-            Ok(state) => {
-                if let Some(rate) = r.requests_per_second {
-                    migrator.update_copy(name, Action::Throttle, |c| c.requests_per_second = Some(rate)).await?;
-                }
-                println!("{name}: stage 1 done; writes go to {}, reads stay on {}", state.phase.write_index(), state.phase.read_index());
-                started.push(name.clone());
-            }
-            Err(e) => {
-                for done in &started {
-                    let _ = migrator.rollback(done).await;
-                }
-                return Err(e.into());
-            }
-        }
+    let states = migrator
+        .reindex_all(&r.names, r.requests_per_second)
+        .await?;
+    let mut started = Vec::new();
+    for state in states {
+        println!(
+            "{}: stage 1 done; writes go to {}, reads stay on {}",
+            state.name,
+            state.phase.write_index(),
+            state.phase.read_index()
+        );
+        started.push(state.name);
     }
     if r.detach {
         return Ok(());
@@ -305,7 +328,10 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
     let mut handles = Vec::new();
     for name in &started {
         let (migrator, owner, name) = (migrator.clone(), owner.clone(), name.clone());
-        let handle = Arc::new(CopyHandle::new(shutdown.child_token(), telemetry.for_index(&name)));
+        let handle = Arc::new(CopyHandle::new(
+            shutdown.child_token(),
+            telemetry.for_index(&name),
+        ));
         handles.push((name.clone(), handle.clone()));
         copies.spawn(async move {
             let result = drive(&migrator, &name, &owner, &handle).await;
@@ -339,14 +365,20 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
 }
 
 /// Prints the live progress of copies run by this process every 2 s.
-async fn watch_progress(migrator: Migrator, handles: Vec<(String, Arc<CopyHandle>)>, stop: CancellationToken) {
+async fn watch_progress(
+    migrator: Migrator,
+    handles: Vec<(String, Arc<CopyHandle>)>,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = stop.cancelled() => return,
         }
         for (name, handle) in &handles {
-            let Ok(stored) = migrator.load(name).await else { continue };
+            let Ok(stored) = migrator.load(name).await else {
+                continue;
+            };
             let live = handle.stats().and_then(|stats| {
                 stored.state.phase.copy().map(|c| {
                     let mut c = c.clone();
@@ -354,7 +386,10 @@ async fn watch_progress(migrator: Migrator, handles: Vec<(String, Arc<CopyHandle
                     c
                 })
             });
-            eprintln!("{}", describe(&IndexView::new(&stored.state, live, chrono::Utc::now())));
+            eprintln!(
+                "{}",
+                describe(&IndexView::new(&stored.state, live, chrono::Utc::now()))
+            );
         }
     }
 }
@@ -385,7 +420,12 @@ async fn status(migrator: &Migrator, s: Status) -> CliResult {
     }
 }
 
-async fn control(migrator: &Migrator, name: &str, action: Action, f: impl Fn(&mut crate::migration::CopyProgress)) -> CliResult {
+async fn control(
+    migrator: &Migrator,
+    name: &str,
+    action: Action,
+    f: impl Fn(&mut crate::migration::CopyProgress),
+) -> CliResult {
     let state = migrator.update_copy(name, action, f).await?;
     let view = IndexView::new(&state, None, chrono::Utc::now());
     println!("{}", describe(&view));
@@ -417,7 +457,10 @@ pub fn describe(v: &IndexView) -> String {
             p.docs_per_second
         ));
         if let (None, Some(eta)) = (p.finished_at, p.eta_seconds) {
-            line.push_str(&format!("  ETA {}", humantime::format_duration(Duration::from_secs(eta))));
+            line.push_str(&format!(
+                "  ETA {}",
+                humantime::format_duration(Duration::from_secs(eta))
+            ));
         }
         if p.paused {
             line.push_str("  PAUSED");
@@ -433,7 +476,10 @@ pub fn describe(v: &IndexView) -> String {
         line.push_str(&format!("\n  failed document {}: {}", f.id, f.reason));
     }
     if !v.abandoned.is_empty() {
-        line.push_str(&format!("\n  abandoned (cleanup deletes): {}", v.abandoned.join(", ")));
+        line.push_str(&format!(
+            "\n  abandoned (cleanup deletes): {}",
+            v.abandoned.join(", ")
+        ));
     }
     line
 }

@@ -34,7 +34,11 @@ pub enum DaemonError {
 
 /// Serves until `shutdown` is cancelled, then stops copies (checkpoints
 /// saved) and returns.
-pub async fn run(config: Arc<Config>, listener: TcpListener, shutdown: CancellationToken) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Arc<Config>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let es = EsClient::connect(&config.connect_options()?)?;
     let token = config.api_token()?.map(Arc::new);
     let migrator = Migrator::new(es, config.clone());
@@ -53,7 +57,10 @@ pub async fn run(config: Arc<Config>, listener: TcpListener, shutdown: Cancellat
         .await;
     shutdown.cancel();
     let _ = scanner.await;
-    if tokio::time::timeout(STOP_DEADLINE, jobs.wait()).await.is_err() {
+    if tokio::time::timeout(STOP_DEADLINE, jobs.wait())
+        .await
+        .is_err()
+    {
         warn!("copy jobs did not stop within {STOP_DEADLINE:?}; their last checkpoints stand");
     }
     info!("stopped");
@@ -77,7 +84,9 @@ async fn scan(migrator: Migrator, jobs: Jobs, shutdown: CancellationToken) {
             match migrator.store().list().await {
                 Ok(states) => {
                     for state in states {
-                        let Phase::Copying { copy, .. } = &state.phase else { continue };
+                        let Phase::Copying { copy, .. } = &state.phase else {
+                            continue;
+                        };
                         if migrator.config().index(&state.name).is_none() {
                             continue;
                         }

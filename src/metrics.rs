@@ -19,7 +19,14 @@ use crate::copy::Jobs;
 use crate::migration::{IndexView, Migrator};
 
 /// Every phase a logical index can be in; `reindexd_phase` has one series each.
-pub const PHASES: [&str; 6] = ["uninitialized", "live", "copying", "ready", "failed", "flipped"];
+pub const PHASES: [&str; 6] = [
+    "uninitialized",
+    "live",
+    "copying",
+    "ready",
+    "failed",
+    "flipped",
+];
 
 /// One logical index's values at scrape time.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,16 +63,36 @@ impl Metrics {
     pub fn new(migrator: &Migrator, jobs: &Jobs) -> Self {
         let mut registry = Registry::with_prefix("reindexd");
         let t = jobs.telemetry();
-        registry.register("bulk_requests", "Bulk requests sent by copies, by outcome", t.bulk_requests.clone());
+        registry.register(
+            "bulk_requests",
+            "Bulk requests sent by copies, by outcome",
+            t.bulk_requests.clone(),
+        );
         registry.register(
             "bulk_request_duration_seconds",
             "Latency of bulk requests, seconds",
             t.bulk_duration.clone(),
         );
-        registry.register("bulk_rejections", "429 answers from the cluster (whole requests and items)", t.rejections.clone());
-        registry.register("bulk_retries", "Bulk (partial) resends after 429 or 5xx", t.retries.clone());
-        registry.register("concurrency_limit", "Bulk requests allowed in flight", t.concurrency.clone());
-        registry.register("alias_changes", "Alias changes made, by kind (write, read, rollback)", migrator.alias_changes().clone());
+        registry.register(
+            "bulk_rejections",
+            "429 answers from the cluster (whole requests and items)",
+            t.rejections.clone(),
+        );
+        registry.register(
+            "bulk_retries",
+            "Bulk (partial) resends after 429 or 5xx",
+            t.retries.clone(),
+        );
+        registry.register(
+            "concurrency_limit",
+            "Bulk requests allowed in flight",
+            t.concurrency.clone(),
+        );
+        registry.register(
+            "alias_changes",
+            "Alias changes made, by kind (write, read, rollback)",
+            migrator.alias_changes().clone(),
+        );
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         registry.register_collector(Box::new(StateCollector(snapshot.clone())));
         Metrics {
@@ -81,13 +108,17 @@ impl Metrics {
         let fresh = sample(migrator, jobs).await;
         *self.snapshot.lock().expect("metrics lock") = fresh;
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
         text
     }
 }
 
 async fn sample(migrator: &Migrator, jobs: &Jobs) -> Snapshot {
-    let mut snapshot = Snapshot { cluster_up: true, indexes: Vec::new() };
+    let mut snapshot = Snapshot {
+        cluster_up: true,
+        indexes: Vec::new(),
+    };
     for index in &migrator.config().indexes {
         let stored = match migrator.store().get(&index.name).await {
             Ok(stored) => stored,
@@ -99,13 +130,17 @@ async fn sample(migrator: &Migrator, jobs: &Jobs) -> Snapshot {
         let view = match &stored {
             None => IndexView::uninitialized(&index.name),
             Some(s) => {
-                let live = jobs.get(&index.name).and_then(|h| h.stats()).and_then(|stats| {
-                    (s.state.phase.name() == "copying").then(|| {
-                        let mut copy = s.state.phase.copy().cloned().expect("copying has progress");
-                        stats.apply(&mut copy);
-                        copy
-                    })
-                });
+                let live = jobs
+                    .get(&index.name)
+                    .and_then(|h| h.stats())
+                    .and_then(|stats| {
+                        (s.state.phase.name() == "copying").then(|| {
+                            let mut copy =
+                                s.state.phase.copy().cloned().expect("copying has progress");
+                            stats.apply(&mut copy);
+                            copy
+                        })
+                    });
                 IndexView::new(&s.state, live, Utc::now())
             }
         };
@@ -121,8 +156,12 @@ async fn sample(migrator: &Migrator, jobs: &Jobs) -> Snapshot {
             eta_seconds: p.and_then(|p| p.eta_seconds),
             docs_per_second: p.map_or(0.0, |p| p.docs_per_second),
             paused: p.is_some_and(|p| p.paused),
-            updated_at: view.updated_at.map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0),
-            flipped_at: view.flipped_at.map(|t| t.timestamp_millis() as f64 / 1000.0),
+            updated_at: view
+                .updated_at
+                .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0),
+            flipped_at: view
+                .flipped_at
+                .map(|t| t.timestamp_millis() as f64 / 1000.0),
         });
     }
     snapshot
@@ -134,16 +173,28 @@ struct StateCollector(Arc<Mutex<Snapshot>>);
 
 type Labels<'a> = [(&'static str, &'a str)];
 
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: &[(&Labels, f64)]) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(&Labels, f64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric =
+        encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
     for (labels, value) in series {
         ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
     }
     Ok(())
 }
 
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: &[(&Labels, u64)]) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(&Labels, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric =
+        encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
     for (labels, value) in series {
         ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
     }
@@ -161,48 +212,124 @@ impl Collector for StateCollector {
             ConstGauge::new(up).metric_type(),
         )?;
         ConstGauge::new(up).encode(metric)?;
-        let labels: Vec<[(&'static str, &str); 1]> = snapshot.indexes.iter().map(|s| [("index", s.index.as_str())]).collect();
+        let labels: Vec<[(&'static str, &str); 1]> = snapshot
+            .indexes
+            .iter()
+            .map(|s| [("index", s.index.as_str())])
+            .collect();
         let each = |f: fn(&IndexSample) -> f64| -> Vec<(&Labels, f64)> {
-            snapshot.indexes.iter().zip(&labels).map(|(s, l)| (&l[..], f(s))).collect()
+            snapshot
+                .indexes
+                .iter()
+                .zip(&labels)
+                .map(|(s, l)| (&l[..], f(s)))
+                .collect()
         };
         let each_u = |f: fn(&IndexSample) -> u64| -> Vec<(&Labels, u64)> {
-            snapshot.indexes.iter().zip(&labels).map(|(s, l)| (&l[..], f(s))).collect()
+            snapshot
+                .indexes
+                .iter()
+                .zip(&labels)
+                .map(|(s, l)| (&l[..], f(s)))
+                .collect()
         };
         let phases: Vec<[(&'static str, &str); 2]> = snapshot
             .indexes
             .iter()
-            .flat_map(|s| PHASES.iter().map(move |p| [("index", s.index.as_str()), ("phase", *p)]))
+            .flat_map(|s| {
+                PHASES
+                    .iter()
+                    .map(move |p| [("index", s.index.as_str()), ("phase", *p)])
+            })
             .collect();
         let phase_series: Vec<(&Labels, f64)> = phases
             .iter()
             .map(|l| {
-                let current = snapshot.indexes.iter().any(|s| s.index == l[0].1 && s.phase == l[1].1);
+                let current = snapshot
+                    .indexes
+                    .iter()
+                    .any(|s| s.index == l[0].1 && s.phase == l[1].1);
                 (&l[..], if current { 1.0 } else { 0.0 })
             })
             .collect();
-        gauge(&mut encoder, "phase", "1 for the phase each logical index is in", &phase_series)?;
-        gauge(&mut encoder, "source_documents", "Documents in the source of the current or last copy", &each(|s| s.source_documents as f64))?;
-        counter(&mut encoder, "documents_copied", "Documents written into the new generation by the current or last copy", &each_u(|s| s.copied))?;
-        counter(&mut encoder, "documents_superseded", "Copies that lost to a newer application write or delete (409)", &each_u(|s| s.superseded))?;
-        counter(&mut encoder, "documents_failed", "Documents the new generation refused", &each_u(|s| s.failed))?;
-        gauge(&mut encoder, "progress_ratio", "Share of the source accounted for, 0 to 1", &each(|s| s.ratio))?;
+        gauge(
+            &mut encoder,
+            "phase",
+            "1 for the phase each logical index is in",
+            &phase_series,
+        )?;
+        gauge(
+            &mut encoder,
+            "source_documents",
+            "Documents in the source of the current or last copy",
+            &each(|s| s.source_documents as f64),
+        )?;
+        counter(
+            &mut encoder,
+            "documents_copied",
+            "Documents written into the new generation by the current or last copy",
+            &each_u(|s| s.copied),
+        )?;
+        counter(
+            &mut encoder,
+            "documents_superseded",
+            "Copies that lost to a newer application write or delete (409)",
+            &each_u(|s| s.superseded),
+        )?;
+        counter(
+            &mut encoder,
+            "documents_failed",
+            "Documents the new generation refused",
+            &each_u(|s| s.failed),
+        )?;
+        gauge(
+            &mut encoder,
+            "progress_ratio",
+            "Share of the source accounted for, 0 to 1",
+            &each(|s| s.ratio),
+        )?;
         let eta: Vec<(&Labels, f64)> = snapshot
             .indexes
             .iter()
             .zip(&labels)
             .filter_map(|(s, l)| s.eta_seconds.map(|e| (&l[..], e as f64)))
             .collect();
-        gauge(&mut encoder, "eta_seconds", "Estimated seconds until the copy is done", &eta)?;
-        gauge(&mut encoder, "copy_rate_documents_per_second", "Average copy rate since the copy started", &each(|s| s.docs_per_second))?;
-        gauge(&mut encoder, "copy_paused", "1 while the copy is paused", &each(|s| if s.paused { 1.0 } else { 0.0 }))?;
-        gauge(&mut encoder, "state_updated_timestamp_seconds", "Unix time of the last state change", &each(|s| s.updated_at))?;
+        gauge(
+            &mut encoder,
+            "eta_seconds",
+            "Estimated seconds until the copy is done",
+            &eta,
+        )?;
+        gauge(
+            &mut encoder,
+            "copy_rate_documents_per_second",
+            "Average copy rate since the copy started",
+            &each(|s| s.docs_per_second),
+        )?;
+        gauge(
+            &mut encoder,
+            "copy_paused",
+            "1 while the copy is paused",
+            &each(|s| if s.paused { 1.0 } else { 0.0 }),
+        )?;
+        gauge(
+            &mut encoder,
+            "state_updated_timestamp_seconds",
+            "Unix time of the last state change",
+            &each(|s| s.updated_at),
+        )?;
         let flipped: Vec<(&Labels, f64)> = snapshot
             .indexes
             .iter()
             .zip(&labels)
             .filter_map(|(s, l)| s.flipped_at.map(|t| (&l[..], t)))
             .collect();
-        gauge(&mut encoder, "flipped_timestamp_seconds", "Unix time of the last flip, while the previous generation is kept", &flipped)?;
+        gauge(
+            &mut encoder,
+            "flipped_timestamp_seconds",
+            "Unix time of the last flip, while the previous generation is kept",
+            &flipped,
+        )?;
         Ok(())
     }
 }

@@ -18,11 +18,19 @@ async fn init(daemon: &Daemon, name: &str) -> String {
 }
 
 fn add(index: &str, alias: &str, write: Option<bool>) -> AliasAction {
-    AliasAction::Add { index: index.into(), alias: alias.into(), is_write_index: write }
+    AliasAction::Add {
+        index: index.into(),
+        alias: alias.into(),
+        is_write_index: write,
+    }
 }
 
 fn remove(index: &str, alias: &str) -> AliasAction {
-    AliasAction::Remove { index: index.into(), alias: alias.into(), must_exist: Some(true) }
+    AliasAction::Remove {
+        index: index.into(),
+        alias: alias.into(),
+        must_exist: Some(true),
+    }
 }
 
 #[tokio::test]
@@ -34,12 +42,31 @@ async fn unknown_index_is_404_everywhere_and_changes_nothing() {
 
     let (status, body) = daemon.get("/v1/indexes/nope").await;
     assert_eq!(code(status, &body), (404, Some("unknown_index")), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("\"nope\""), "{body}");
-    for action in ["init", "reindex", "pause", "resume", "accept", "flip", "rollback", "cleanup"] {
-        let (status, body) = daemon.post(&format!("/v1/indexes/nope/{action}"), None).await;
-        assert_eq!(code(status, &body), (404, Some("unknown_index")), "{action}: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"nope\""),
+        "{body}"
+    );
+    for action in [
+        "init", "reindex", "pause", "resume", "accept", "flip", "rollback", "cleanup",
+    ] {
+        let (status, body) = daemon
+            .post(&format!("/v1/indexes/nope/{action}"), None)
+            .await;
+        assert_eq!(
+            code(status, &body),
+            (404, Some("unknown_index")),
+            "{action}: {body}"
+        );
     }
-    let (status, body) = daemon.post("/v1/indexes/nope/throttle", Some(r#"{"requests_per_second": 10}"#)).await;
+    let (status, body) = daemon
+        .post(
+            "/v1/indexes/nope/throttle",
+            Some(r#"{"requests_per_second": 10}"#),
+        )
+        .await;
     assert_eq!(code(status, &body), (404, Some("unknown_index")), "{body}");
 
     assert_eq!(env.snapshot(&["kb", "nope"]).await, before);
@@ -48,7 +75,15 @@ async fn unknown_index_is_404_everywhere_and_changes_nothing() {
 }
 
 /// The ways a mapping file can be unusable before the cluster sees it.
-const BAD_FILES: [&str; 7] = ["missing", "directory", "invalid json", "array", "no mappings", "extra key", "mappings not an object"];
+const BAD_FILES: [&str; 7] = [
+    "missing",
+    "directory",
+    "invalid json",
+    "array",
+    "no mappings",
+    "extra key",
+    "mappings not an object",
+];
 
 /// Makes `name`'s mapping file bad in the way `case` says.
 fn break_mapping(env: &Env, name: &str, case: &str) {
@@ -82,9 +117,16 @@ async fn unusable_mapping_file_is_invalid_mapping_at_init_and_reindex() {
     for case in BAD_FILES {
         break_mapping(&env, "kb", case);
         let (status, body) = daemon.post("/v1/indexes/kb/init", None).await;
-        assert_eq!(code(status, &body), (400, Some("invalid_mapping")), "init, {case}: {body}");
+        assert_eq!(
+            code(status, &body),
+            (400, Some("invalid_mapping")),
+            "init, {case}: {body}"
+        );
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("kb.json"), "init, {case}: the message names the file: {message}");
+        assert!(
+            message.contains("kb.json"),
+            "init, {case}: the message names the file: {message}"
+        );
         assert_eq!(env.snapshot(&["kb"]).await, before, "init, {case}");
     }
 
@@ -95,7 +137,11 @@ async fn unusable_mapping_file_is_invalid_mapping_at_init_and_reindex() {
     for case in BAD_FILES {
         break_mapping(&env, "kb", case);
         let (status, body) = daemon.post("/v1/indexes/kb/reindex", None).await;
-        assert_eq!(code(status, &body), (400, Some("invalid_mapping")), "reindex, {case}: {body}");
+        assert_eq!(
+            code(status, &body),
+            (400, Some("invalid_mapping")),
+            "reindex, {case}: {body}"
+        );
         assert_eq!(env.snapshot(&["kb"]).await, before, "reindex, {case}");
     }
     daemon.stop().await;
@@ -114,7 +160,11 @@ async fn mapping_the_engine_rejects_is_mapping_rejected_and_leaves_no_index() {
     for mapping in [unknown_type, unknown_analyzer, zero_shards] {
         env.set_mapping("kb", mapping);
         let (status, body) = daemon.post("/v1/indexes/kb/init", None).await;
-        assert_eq!(code(status, &body), (400, Some("mapping_rejected")), "init {mapping}: {body}");
+        assert_eq!(
+            code(status, &body),
+            (400, Some("mapping_rejected")),
+            "init {mapping}: {body}"
+        );
         assert_eq!(env.snapshot(&["kb"]).await, before, "init {mapping}");
     }
 
@@ -125,7 +175,11 @@ async fn mapping_the_engine_rejects_is_mapping_rejected_and_leaves_no_index() {
     for mapping in [unknown_type, unknown_analyzer, zero_shards] {
         env.set_mapping("kb", mapping);
         let (status, body) = daemon.post("/v1/indexes/kb/reindex", None).await;
-        assert_eq!(code(status, &body), (400, Some("mapping_rejected")), "reindex {mapping}: {body}");
+        assert_eq!(
+            code(status, &body),
+            (400, Some("mapping_rejected")),
+            "reindex {mapping}: {body}"
+        );
         assert_eq!(env.snapshot(&["kb"]).await, before, "reindex {mapping}");
     }
     daemon.stop().await;
@@ -142,7 +196,10 @@ async fn reindex_is_refused_when_the_read_alias_was_moved_by_hand() {
     let (read, write) = (env.read_alias("kb"), env.write_alias("kb"));
 
     // Read alias on two indexes: the generation and one reindexd never made.
-    env.es.update_aliases(&[add(&stray, &read, None)]).await.unwrap();
+    env.es
+        .update_aliases(&[add(&stray, &read, None)])
+        .await
+        .unwrap();
     let before = env.snapshot(&["kb"]).await;
     assert_eq!(before.aliases[0].1 .0.len(), 2);
     let (status, body) = daemon.post("/v1/indexes/kb/reindex", None).await;
@@ -154,12 +211,20 @@ async fn reindex_is_refused_when_the_read_alias_was_moved_by_hand() {
     let before = env.snapshot(&["kb"]).await;
     let (status, body) = daemon.post("/v1/indexes/kb/reindex", None).await;
     assert_eq!(code(status, &body), (409, Some("alias_conflict")), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains(&stray), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(&stray),
+        "{body}"
+    );
     assert_eq!(env.snapshot(&["kb"]).await, before);
 
     // Read alias back, write alias moved to the stray index.
     env.es
-        .update_aliases(&[remove(&stray, &read), add(&a, &read, None), remove(&a, &write), add(&stray, &write, Some(true))])
+        .update_aliases(&[
+            remove(&stray, &read),
+            add(&a, &read, None),
+            remove(&a, &write),
+            add(&stray, &write, Some(true)),
+        ])
         .await
         .unwrap();
     let before = env.snapshot(&["kb"]).await;
@@ -178,20 +243,33 @@ async fn flip_is_refused_when_the_read_alias_was_moved_by_hand() {
     env.load_docs("kb", 50).await;
     let (status, view) = daemon.post("/v1/indexes/kb/reindex", None).await;
     assert_eq!(status, 200, "{view}");
-    daemon.wait_phase("kb", &["ready"], Duration::from_secs(60)).await;
+    daemon
+        .wait_phase("kb", &["ready"], Duration::from_secs(60))
+        .await;
     let stray = env.plain_index("stray").await;
     let read = env.read_alias("kb");
 
-    env.es.update_aliases(&[add(&stray, &read, None)]).await.unwrap();
+    env.es
+        .update_aliases(&[add(&stray, &read, None)])
+        .await
+        .unwrap();
     let before = env.snapshot(&["kb"]).await;
     let (status, body) = daemon.post("/v1/indexes/kb/flip", None).await;
-    assert_eq!(code(status, &body), (409, Some("alias_conflict")), "two indexes: {body}");
+    assert_eq!(
+        code(status, &body),
+        (409, Some("alias_conflict")),
+        "two indexes: {body}"
+    );
     assert_eq!(env.snapshot(&["kb"]).await, before);
 
     env.es.update_aliases(&[remove(&a, &read)]).await.unwrap();
     let before = env.snapshot(&["kb"]).await;
     let (status, body) = daemon.post("/v1/indexes/kb/flip", None).await;
-    assert_eq!(code(status, &body), (409, Some("alias_conflict")), "stray index: {body}");
+    assert_eq!(
+        code(status, &body),
+        (409, Some("alias_conflict")),
+        "stray index: {body}"
+    );
     assert_eq!(env.snapshot(&["kb"]).await, before);
     assert_eq!(env.phase("kb").await, "ready");
     daemon.stop().await;
@@ -204,21 +282,38 @@ async fn init_is_refused_when_the_aliases_exist_without_state() {
     let daemon = Daemon::start(&env).await;
     let stray = env.plain_index("stray").await;
     env.es
-        .update_aliases(&[add(&stray, &env.read_alias("kb"), None), add(&stray, &env.write_alias("kb"), Some(true))])
+        .update_aliases(&[
+            add(&stray, &env.read_alias("kb"), None),
+            add(&stray, &env.write_alias("kb"), Some(true)),
+        ])
         .await
         .unwrap();
     // An index where reindexd needs an alias.
     let squatter = env.read_alias("wiki");
-    env.es.create_index(&squatter, &serde_json::json!({"settings": {"number_of_replicas": 0}})).await.unwrap();
+    env.es
+        .create_index(
+            &squatter,
+            &serde_json::json!({"settings": {"number_of_replicas": 0}}),
+        )
+        .await
+        .unwrap();
 
     let before = env.snapshot(&["kb", "wiki"]).await;
     for name in ["kb", "wiki"] {
         let (status, body) = daemon.post(&format!("/v1/indexes/{name}/init"), None).await;
-        assert_eq!(code(status, &body), (409, Some("alias_conflict")), "{name}: {body}");
+        assert_eq!(
+            code(status, &body),
+            (409, Some("alias_conflict")),
+            "{name}: {body}"
+        );
         assert_eq!(env.snapshot(&["kb", "wiki"]).await, before, "{name}");
     }
     let (status, view) = daemon.get("/v1/indexes/kb").await;
-    assert_eq!((status, view["phase"].as_str()), (200, Some("uninitialized")), "{view}");
+    assert_eq!(
+        (status, view["phase"].as_str()),
+        (200, Some("uninitialized")),
+        "{view}"
+    );
     daemon.stop().await;
     env.cleanup().await;
 }

@@ -8,11 +8,23 @@ mod common;
 use common::{code, config_at, dead_url, Daemon, Env};
 
 /// Endpoints taking a JSON object body (or none).
-const ENDPOINTS: [&str; 9] = ["init", "reindex", "pause", "resume", "throttle", "accept", "flip", "rollback", "cleanup"];
+const ENDPOINTS: [&str; 9] = [
+    "init", "reindex", "pause", "resume", "throttle", "accept", "flip", "rollback", "cleanup",
+];
 
 /// Bodies that are not the object an endpoint takes. Arrays matter: serde
 /// would read `[1]` as a struct's fields in order.
-const MALFORMED: [&str; 9] = ["{", "{\"requests_per_second\": 1,}", "{\"bogus\": 1}", "[1]", "[]", "\"x\"", "42", "null", "true"];
+const MALFORMED: [&str; 9] = [
+    "{",
+    "{\"requests_per_second\": 1,}",
+    "{\"bogus\": 1}",
+    "[1]",
+    "[]",
+    "\"x\"",
+    "42",
+    "null",
+    "true",
+];
 
 #[tokio::test]
 async fn malformed_bodies_are_400_and_change_nothing() {
@@ -27,20 +39,31 @@ async fn malformed_bodies_are_400_and_change_nothing() {
     let mut accepted = Vec::new();
     for endpoint in ENDPOINTS {
         for body in MALFORMED {
-            let (status, answer) = daemon.post(&format!("/v1/indexes/kb/{endpoint}"), Some(body)).await;
+            let (status, answer) = daemon
+                .post(&format!("/v1/indexes/kb/{endpoint}"), Some(body))
+                .await;
             if code(status, &answer) != (400, Some("malformed_body")) {
                 accepted.push(format!("{endpoint} {body} -> {status} {answer}"));
             }
         }
     }
-    let megapack = [r#"{"indexes": "kb"}"#, "{}", r#"{"indexes": ["kb"], "bogus": 1}"#, r#"[["kb"]]"#];
+    let megapack = [
+        r#"{"indexes": "kb"}"#,
+        "{}",
+        r#"{"indexes": ["kb"], "bogus": 1}"#,
+        r#"[["kb"]]"#,
+    ];
     for body in MALFORMED.iter().chain(&megapack) {
         let (status, answer) = daemon.post("/v1/reindex", Some(body)).await;
         if code(status, &answer) != (400, Some("malformed_body")) {
             accepted.push(format!("megapack {body} -> {status} {answer}"));
         }
     }
-    assert!(accepted.is_empty(), "not refused as malformed_body:\n{}", accepted.join("\n"));
+    assert!(
+        accepted.is_empty(),
+        "not refused as malformed_body:\n{}",
+        accepted.join("\n")
+    );
     assert_eq!(env.snapshot(&["kb"]).await, before);
     daemon.stop().await;
     env.cleanup().await;
@@ -59,11 +82,21 @@ async fn bad_throttle_values_are_400_and_change_nothing() {
     let before = env.snapshot(&["kb"]).await;
     for rate in bad {
         let body = format!("{{\"requests_per_second\": {rate}}}");
-        for path in ["/v1/indexes/kb/reindex".to_owned(), "/v1/reindex".to_owned()] {
-            let body = if path == "/v1/reindex" { format!("{{\"indexes\": [\"kb\"], \"requests_per_second\": {rate}}}") } else { body.clone() };
+        for path in [
+            "/v1/indexes/kb/reindex".to_owned(),
+            "/v1/reindex".to_owned(),
+        ] {
+            let body = if path == "/v1/reindex" {
+                format!("{{\"indexes\": [\"kb\"], \"requests_per_second\": {rate}}}")
+            } else {
+                body.clone()
+            };
             let (status, answer) = daemon.post(&path, Some(&body)).await;
             assert_eq!(status, 400, "{path} {body}: {answer}");
-            assert!(answer["error"]["code"].is_string(), "{path} {body}: {answer}");
+            assert!(
+                answer["error"]["code"].is_string(),
+                "{path} {body}: {answer}"
+            );
         }
     }
     assert_eq!(env.snapshot(&["kb"]).await, before);
@@ -78,7 +111,11 @@ async fn bad_throttle_values_are_400_and_change_nothing() {
         assert!(answer["error"]["code"].is_string(), "{body}: {answer}");
     }
     let (status, answer) = daemon.post("/v1/indexes/kb/throttle", None).await;
-    assert_eq!(code(status, &answer), (400, Some("malformed_body")), "no body: {answer}");
+    assert_eq!(
+        code(status, &answer),
+        (400, Some("malformed_body")),
+        "no body: {answer}"
+    );
     let (_, view) = daemon.get("/v1/indexes/kb").await;
     assert_eq!(view["progress"]["requests_per_second"], 50.0, "{view}");
     assert_eq!(env.snapshot(&["kb"]).await, before);
@@ -96,8 +133,15 @@ async fn oversize_body_is_413_with_an_error_code() {
     let (status, view) = daemon.post("/v1/indexes/kb/init", None).await;
     assert_eq!(status, 200, "{view}");
     let before = env.snapshot(&["kb"]).await;
-    let body = format!("{{\"requests_per_second\": 10, \"pad\": \"{}\"}}", "x".repeat(70 * 1024));
-    for path in ["/v1/indexes/kb/reindex", "/v1/indexes/kb/flip", "/v1/reindex"] {
+    let body = format!(
+        "{{\"requests_per_second\": 10, \"pad\": \"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    for path in [
+        "/v1/indexes/kb/reindex",
+        "/v1/indexes/kb/flip",
+        "/v1/reindex",
+    ] {
         let (status, answer) = daemon.post(path, Some(&body)).await;
         assert_eq!(status, 413, "{path}: {answer}");
         assert!(
@@ -118,24 +162,56 @@ async fn bearer_token_guards_every_change_but_not_reads() {
     let right = format!("Bearer {token}");
 
     let before = env.snapshot(&["kb"]).await;
-    let wrong = [None, Some("Bearer nope"), Some("Bearer "), Some(token), Some("Basic czNjcmV0"), Some("Bearer s3cret-token-for-test")];
+    let wrong = [
+        None,
+        Some("Bearer nope"),
+        Some("Bearer "),
+        Some(token),
+        Some("Basic czNjcmV0"),
+        Some("Bearer s3cret-token-for-test"),
+    ];
     for authorization in wrong {
-        for path in ["/v1/indexes/kb/init", "/v1/indexes/kb/reindex", "/v1/indexes/kb/flip", "/v1/reindex", "/v1/indexes/nope/init"] {
-            let (status, body) = daemon.post_auth(path, Some(r#"{"indexes": ["kb"]}"#), authorization).await;
-            assert_eq!(code(status, &body), (401, Some("unauthorized")), "{path} with {authorization:?}: {body}");
-            assert!(!body.to_string().contains(token), "the answer never shows the token: {body}");
+        for path in [
+            "/v1/indexes/kb/init",
+            "/v1/indexes/kb/reindex",
+            "/v1/indexes/kb/flip",
+            "/v1/reindex",
+            "/v1/indexes/nope/init",
+        ] {
+            let (status, body) = daemon
+                .post_auth(path, Some(r#"{"indexes": ["kb"]}"#), authorization)
+                .await;
+            assert_eq!(
+                code(status, &body),
+                (401, Some("unauthorized")),
+                "{path} with {authorization:?}: {body}"
+            );
+            assert!(
+                !body.to_string().contains(token),
+                "the answer never shows the token: {body}"
+            );
         }
     }
     assert_eq!(env.snapshot(&["kb"]).await, before);
 
     // Reads need no token.
     let (status, view) = daemon.get("/v1/indexes/kb").await;
-    assert_eq!((status, view["phase"].as_str()), (200, Some("uninitialized")), "{view}");
+    assert_eq!(
+        (status, view["phase"].as_str()),
+        (200, Some("uninitialized")),
+        "{view}"
+    );
     let (status, _) = daemon.get("/v1/indexes").await;
     assert_eq!(status, 200);
 
-    let (status, view) = daemon.post_auth("/v1/indexes/kb/init", None, Some(&right)).await;
-    assert_eq!((status, view["phase"].as_str()), (200, Some("live")), "{view}");
+    let (status, view) = daemon
+        .post_auth("/v1/indexes/kb/init", None, Some(&right))
+        .await;
+    assert_eq!(
+        (status, view["phase"].as_str()),
+        (200, Some("live")),
+        "{view}"
+    );
     let a = view["read_index"].as_str().unwrap().to_owned();
     assert_eq!(env.aliases("kb").await, (vec![a.clone()], vec![a]));
     daemon.stop().await;
@@ -152,18 +228,48 @@ async fn unreachable_cluster_is_503_and_the_daemon_keeps_serving() {
     assert_eq!(status, 200, "{body}");
     for round in 0..2 {
         let (status, body) = daemon.get("/v1/indexes/kb").await;
-        assert_eq!(code(status, &body), (503, Some("cluster_unavailable")), "round {round}: {body}");
+        assert_eq!(
+            code(status, &body),
+            (503, Some("cluster_unavailable")),
+            "round {round}: {body}"
+        );
         let (status, body) = daemon.get("/v1/indexes").await;
-        assert_eq!(code(status, &body), (503, Some("cluster_unavailable")), "round {round}: {body}");
-        for path in ["/v1/indexes/kb/reindex", "/v1/indexes/kb/init", "/v1/indexes/kb/flip", "/v1/reindex"] {
-            let (status, body) = daemon.post(path, Some(r#"{"indexes": ["kb"]}"#).filter(|_| path == "/v1/reindex")).await;
-            assert_eq!(code(status, &body), (503, Some("cluster_unavailable")), "round {round} {path}: {body}");
+        assert_eq!(
+            code(status, &body),
+            (503, Some("cluster_unavailable")),
+            "round {round}: {body}"
+        );
+        for path in [
+            "/v1/indexes/kb/reindex",
+            "/v1/indexes/kb/init",
+            "/v1/indexes/kb/flip",
+            "/v1/reindex",
+        ] {
+            let (status, body) = daemon
+                .post(
+                    path,
+                    Some(r#"{"indexes": ["kb"]}"#).filter(|_| path == "/v1/reindex"),
+                )
+                .await;
+            assert_eq!(
+                code(status, &body),
+                (503, Some("cluster_unavailable")),
+                "round {round} {path}: {body}"
+            );
         }
         let (status, body) = daemon.get("/readyz").await;
-        assert_eq!(code(status, &body), (503, Some("cluster_unavailable")), "round {round}: {body}");
+        assert_eq!(
+            code(status, &body),
+            (503, Some("cluster_unavailable")),
+            "round {round}: {body}"
+        );
         // Bad input is still told apart from the cluster being down.
         let (status, body) = daemon.get("/v1/indexes/nope").await;
-        assert_eq!(code(status, &body), (404, Some("unknown_index")), "round {round}: {body}");
+        assert_eq!(
+            code(status, &body),
+            (404, Some("unknown_index")),
+            "round {round}: {body}"
+        );
     }
     let (status, _) = daemon.get("/healthz").await;
     assert_eq!(status, 200);

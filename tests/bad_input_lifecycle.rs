@@ -24,18 +24,29 @@ async fn init(daemon: &Daemon, name: &str) -> String {
 async fn ready(env: &Env, daemon: &Daemon, name: &str) -> (String, String) {
     let a = init(daemon, name).await;
     env.load_docs(name, 100).await;
-    let (status, view) = daemon.post(&format!("/v1/indexes/{name}/reindex"), None).await;
+    let (status, view) = daemon
+        .post(&format!("/v1/indexes/{name}/reindex"), None)
+        .await;
     assert_eq!(status, 200, "{view}");
-    let view = daemon.wait_phase(name, &["ready", "failed"], Duration::from_secs(60)).await;
+    let view = daemon
+        .wait_phase(name, &["ready", "failed"], Duration::from_secs(60))
+        .await;
     assert_eq!(view["phase"], "ready", "{view}");
     (a, view["write_index"].as_str().unwrap().to_owned())
 }
 
 /// Asserts a 409 `illegal_transition` whose message names `phase`.
 fn assert_illegal(status: u16, body: &serde_json::Value, phase: &str) {
-    assert_eq!(code(status, body), (409, Some("illegal_transition")), "{body}");
+    assert_eq!(
+        code(status, body),
+        (409, Some("illegal_transition")),
+        "{body}"
+    );
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains(&format!("it is {phase}")), "the message names the phase {phase}: {message}");
+    assert!(
+        message.contains(&format!("it is {phase}")),
+        "the message names the phase {phase}: {message}"
+    );
 }
 
 #[tokio::test]
@@ -71,7 +82,10 @@ async fn second_reindex_while_copying_is_refused_without_a_third_index() {
     let b = daemon.start_slow_copy("kb", SLOW_RATE).await;
 
     let before = env.snapshot(&["kb"]).await;
-    assert_eq!(before.indexes, [a.clone(), b.clone(), format!("{}state", env.prefix)]);
+    assert_eq!(
+        before.indexes,
+        [a.clone(), b.clone(), format!("{}state", env.prefix)]
+    );
     for body in [None, Some("{}"), Some(r#"{"requests_per_second": 10}"#)] {
         let (status, answer) = daemon.post("/v1/indexes/kb/reindex", body).await;
         assert_illegal(status, &answer, "copying");
@@ -79,7 +93,11 @@ async fn second_reindex_while_copying_is_refused_without_a_third_index() {
     }
     // The throttle of the running copy was not changed by the refused request.
     let (_, view) = daemon.get("/v1/indexes/kb").await;
-    assert_eq!(view["progress"]["requests_per_second"], f64::from(SLOW_RATE), "{view}");
+    assert_eq!(
+        view["progress"]["requests_per_second"],
+        f64::from(SLOW_RATE),
+        "{view}"
+    );
     let (status, body) = daemon.post("/v1/indexes/kb/cleanup", None).await;
     assert_illegal(status, &body, "copying");
     assert_eq!(env.snapshot(&["kb"]).await, before);
@@ -95,7 +113,11 @@ async fn cleanup_within_retention_is_refused_and_deletes_nothing() {
     let env = Env::new("cleanearly", &["kb"], "").await;
     let daemon = Daemon::start(&env).await;
     let (status, body) = daemon.post("/v1/indexes/kb/cleanup", None).await;
-    assert_eq!(code(status, &body), (409, Some("not_initialized")), "{body}");
+    assert_eq!(
+        code(status, &body),
+        (409, Some("not_initialized")),
+        "{body}"
+    );
     init(&daemon, "kb").await;
     let before = env.snapshot(&["kb"]).await;
     let (status, body) = daemon.post("/v1/indexes/kb/cleanup", None).await;
@@ -106,7 +128,9 @@ async fn cleanup_within_retention_is_refused_and_deletes_nothing() {
     env.load_docs("kb", 100).await;
     let (status, view) = daemon.post("/v1/indexes/kb/reindex", None).await;
     assert_eq!(status, 200, "{view}");
-    daemon.wait_phase("kb", &["ready"], Duration::from_secs(60)).await;
+    daemon
+        .wait_phase("kb", &["ready"], Duration::from_secs(60))
+        .await;
     let before = env.snapshot(&["kb"]).await;
     let (status, body) = daemon.post("/v1/indexes/kb/cleanup", None).await;
     assert_illegal(status, &body, "ready");
@@ -118,7 +142,13 @@ async fn cleanup_within_retention_is_refused_and_deletes_nothing() {
     let before = env.snapshot(&["kb"]).await;
     let (status, body) = daemon.post("/v1/indexes/kb/cleanup", None).await;
     assert_illegal(status, &body, "flipped");
-    assert!(body["error"]["message"].as_str().unwrap().contains("retention keeps"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retention keeps"),
+        "{body}"
+    );
     assert_eq!(env.snapshot(&["kb"]).await, before);
     daemon.stop().await;
     env.cleanup().await;
@@ -135,12 +165,19 @@ async fn cleanup_while_an_alias_points_at_the_old_generation_is_refused() {
 
     // Someone put the read alias back on the old generation as well.
     let read = env.read_alias("kb");
-    let back = AliasAction::Add { index: a.clone(), alias: read.clone(), is_write_index: None };
+    let back = AliasAction::Add {
+        index: a.clone(),
+        alias: read.clone(),
+        is_write_index: None,
+    };
     env.es.update_aliases(&[back]).await.unwrap();
     let before = env.snapshot(&["kb"]).await;
     let (status, body) = daemon.post("/v1/indexes/kb/cleanup", None).await;
     assert_illegal(status, &body, "flipped");
-    assert!(body["error"]["message"].as_str().unwrap().contains(&read), "names the alias: {body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(&read),
+        "names the alias: {body}"
+    );
     assert_eq!(env.snapshot(&["kb"]).await, before);
     assert!(env.es.index_exists(&a).await.unwrap());
 
@@ -148,8 +185,16 @@ async fn cleanup_while_an_alias_points_at_the_old_generation_is_refused() {
     let stray = format!("{}stray", env.prefix);
     env.es
         .update_aliases(&[
-            AliasAction::Remove { index: a.clone(), alias: read, must_exist: Some(true) },
-            AliasAction::Add { index: a.clone(), alias: stray, is_write_index: None },
+            AliasAction::Remove {
+                index: a.clone(),
+                alias: read,
+                must_exist: Some(true),
+            },
+            AliasAction::Add {
+                index: a.clone(),
+                alias: stray,
+                is_write_index: None,
+            },
         ])
         .await
         .unwrap();
@@ -166,12 +211,22 @@ async fn rollback_with_nothing_to_roll_back_is_refused() {
     let env = Env::new("rbnothing", &["kb"], "").await;
     let daemon = Daemon::start(&env).await;
     let (status, body) = daemon.post("/v1/indexes/kb/rollback", None).await;
-    assert_eq!(code(status, &body), (409, Some("not_initialized")), "{body}");
+    assert_eq!(
+        code(status, &body),
+        (409, Some("not_initialized")),
+        "{body}"
+    );
     init(&daemon, "kb").await;
     let before = env.snapshot(&["kb"]).await;
     let (status, body) = daemon.post("/v1/indexes/kb/rollback", None).await;
     assert_illegal(status, &body, "live");
-    assert!(body["error"]["message"].as_str().unwrap().contains("nothing to roll back"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to roll back"),
+        "{body}"
+    );
     assert_eq!(env.snapshot(&["kb"]).await, before);
     daemon.stop().await;
     env.cleanup().await;
@@ -185,7 +240,13 @@ fn one_wins(answers: [(u16, serde_json::Value); 2]) {
     let (status, body) = answers.iter().find(|(s, _)| *s != 200).unwrap();
     let c = code(*status, body);
     assert!(
-        matches!(c, (409, Some("conflict" | "illegal_transition" | "alias_conflict"))),
+        matches!(
+            c,
+            (
+                409,
+                Some("conflict" | "illegal_transition" | "alias_conflict")
+            )
+        ),
         "the loser gets a 409: {body}"
     );
 }
@@ -197,16 +258,35 @@ async fn concurrent_flips_and_rollbacks_one_wins() {
     let (_, kb_b) = ready(&env, &daemon, "kb").await;
     let (wiki_a, wiki_b) = ready(&env, &daemon, "wiki").await;
 
-    let (x, y) = tokio::join!(daemon.post("/v1/indexes/kb/flip", None), daemon.post("/v1/indexes/kb/flip", None));
+    let (x, y) = tokio::join!(
+        daemon.post("/v1/indexes/kb/flip", None),
+        daemon.post("/v1/indexes/kb/flip", None)
+    );
     one_wins([x, y]);
     assert_eq!(env.aliases("kb").await, (vec![kb_b.clone()], vec![kb_b]));
     assert_eq!(env.phase("kb").await, "flipped");
 
-    let (x, y) = tokio::join!(daemon.post("/v1/indexes/wiki/rollback", None), daemon.post("/v1/indexes/wiki/rollback", None));
+    let (x, y) = tokio::join!(
+        daemon.post("/v1/indexes/wiki/rollback", None),
+        daemon.post("/v1/indexes/wiki/rollback", None)
+    );
     one_wins([x, y]);
-    assert_eq!(env.aliases("wiki").await, (vec![wiki_a.clone()], vec![wiki_a]));
-    let state = env.migrator.store().get("wiki").await.unwrap().unwrap().state;
-    assert_eq!((state.phase.name(), state.abandoned), ("live", vec![wiki_b]));
+    assert_eq!(
+        env.aliases("wiki").await,
+        (vec![wiki_a.clone()], vec![wiki_a])
+    );
+    let state = env
+        .migrator
+        .store()
+        .get("wiki")
+        .await
+        .unwrap()
+        .unwrap()
+        .state;
+    assert_eq!(
+        (state.phase.name(), state.abandoned),
+        ("live", vec![wiki_b])
+    );
     daemon.stop().await;
     env.cleanup().await;
 }
@@ -228,9 +308,17 @@ async fn concurrent_inits_make_one_generation() {
             .collect();
         assert_eq!(generations.len(), 1, "{name}: {generations:?}");
         let g = generations[0].clone();
-        assert_eq!(env.aliases(name).await, (vec![g.clone()], vec![g.clone()]), "{name}");
+        assert_eq!(
+            env.aliases(name).await,
+            (vec![g.clone()], vec![g.clone()]),
+            "{name}"
+        );
         let state = env.migrator.store().get(name).await.unwrap().unwrap().state;
-        assert_eq!((state.phase.name(), state.phase.read_index()), ("live", g.as_str()), "{name}");
+        assert_eq!(
+            (state.phase.name(), state.phase.read_index()),
+            ("live", g.as_str()),
+            "{name}"
+        );
         for (status, body) in [&x, &y] {
             // Init is idempotent: the loser either sees the winner's index or
             // loses the compare-and-set; it never blames the mapping.
@@ -253,11 +341,23 @@ async fn concurrent_inits_from_two_clients_on_a_fresh_state_index() {
         let env = Env::new("freshinit", &["kb"], "").await;
         let other = reindexd::migration::Migrator::new(env.es.clone(), env.config.clone());
         let (x, y) = tokio::join!(env.migrator.init("kb"), other.init("kb"));
-        assert!(x.is_ok() || y.is_ok(), "round {round}: one init succeeds: {x:?} {y:?}");
-        let generations: Vec<String> = env.indexes().await.into_iter().filter(|i| !i.ends_with("state")).collect();
+        assert!(
+            x.is_ok() || y.is_ok(),
+            "round {round}: one init succeeds: {x:?} {y:?}"
+        );
+        let generations: Vec<String> = env
+            .indexes()
+            .await
+            .into_iter()
+            .filter(|i| !i.ends_with("state"))
+            .collect();
         assert_eq!(generations.len(), 1, "round {round}: {generations:?}");
         let g = generations[0].clone();
-        assert_eq!(env.aliases("kb").await, (vec![g.clone()], vec![g]), "round {round}");
+        assert_eq!(
+            env.aliases("kb").await,
+            (vec![g.clone()], vec![g]),
+            "round {round}"
+        );
         for result in [&x, &y] {
             if let Err(e) = result {
                 assert!(

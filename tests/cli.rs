@@ -29,15 +29,27 @@ impl Run {
     /// the reason and may come before it.
     fn fails_with(&self, needle: &str) {
         assert!(matches!(self.code, Some(c) if c != 0), "{self:#?}");
-        let is_log = |l: &str| l.len() > 5 && l.as_bytes()[..4].iter().all(u8::is_ascii_digit) && l.as_bytes()[4] == b'-';
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty() && !is_log(l)).collect();
+        let is_log = |l: &str| {
+            l.len() > 5
+                && l.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+                && l.as_bytes()[4] == b'-'
+        };
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !is_log(l))
+            .collect();
         assert_eq!(lines.len(), 1, "one line of reason: {self:#?}");
         assert!(lines[0].starts_with("reindexd: "), "{self:#?}");
-        assert!(lines[0].contains(needle), "the reason names {needle:?}: {self:#?}");
+        assert!(
+            lines[0].contains(needle),
+            "the reason names {needle:?}: {self:#?}"
+        );
     }
 
     fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is JSON ({e}): {self:#?}"))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {self:#?}"))
     }
 }
 
@@ -69,7 +81,10 @@ async fn staged_change_from_the_command_line_without_a_daemon() {
     // --config before the subcommand.
     let run = reindexd(&["--config", &config, "init", "kb"]).await;
     let a = env.aliases("kb").await.0[0].clone();
-    assert!(run.ok().stdout.contains(&format!("kb: live on {a}")), "{run:#?}");
+    assert!(
+        run.ok().stdout.contains(&format!("kb: live on {a}")),
+        "{run:#?}"
+    );
     env.load_docs("kb", 300).await;
     env.set_mapping("kb", MAPPING_V2);
 
@@ -82,31 +97,62 @@ async fn staged_change_from_the_command_line_without_a_daemon() {
     assert_eq!(env.es.count(&b).await.unwrap(), 300);
 
     let run = reindexd(&["status", "kb", "--config", &config]).await;
-    assert!(run.ok().stdout.starts_with(&format!("kb: ready (read {a}, write {b})")), "{run:#?}");
+    assert!(
+        run.ok()
+            .stdout
+            .starts_with(&format!("kb: ready (read {a}, write {b})")),
+        "{run:#?}"
+    );
     let run = reindexd(&["--config", &config, "status", "--json"]).await;
     let views = run.ok().json();
     let view = &views[0];
-    assert_eq!((view["name"].as_str(), view["phase"].as_str()), (Some("kb"), Some("ready")), "{views}");
-    assert_eq!((view["read_index"].as_str(), view["write_index"].as_str()), (Some(a.as_str()), Some(b.as_str())));
+    assert_eq!(
+        (view["name"].as_str(), view["phase"].as_str()),
+        (Some("kb"), Some("ready")),
+        "{views}"
+    );
+    assert_eq!(
+        (view["read_index"].as_str(), view["write_index"].as_str()),
+        (Some(a.as_str()), Some(b.as_str()))
+    );
     let p = &view["progress"];
-    assert_eq!((p["total"].as_u64(), p["failed"].as_u64()), (Some(300), Some(0)), "{view}");
-    assert_eq!(p["copied"].as_u64().unwrap() + p["superseded"].as_u64().unwrap(), 300);
+    assert_eq!(
+        (p["total"].as_u64(), p["failed"].as_u64()),
+        (Some(300), Some(0)),
+        "{view}"
+    );
+    assert_eq!(
+        p["copied"].as_u64().unwrap() + p["superseded"].as_u64().unwrap(),
+        300
+    );
 
     let run = reindexd(&["flip", "kb", "--config", &config]).await;
     assert!(run.ok().stdout.contains("STUCK THE LANDING!"), "{run:#?}");
     assert_eq!(env.aliases("kb").await, (vec![b.clone()], vec![b.clone()]));
-    let view = &reindexd(&["status", "--json", "kb", "--config", &config]).await.json()[0];
-    assert_eq!((view["phase"].as_str(), view["previous_index"].as_str()), (Some("flipped"), Some(a.as_str())), "{view}");
+    let view = &reindexd(&["status", "--json", "kb", "--config", &config])
+        .await
+        .json()[0];
+    assert_eq!(
+        (view["phase"].as_str(), view["previous_index"].as_str()),
+        (Some("flipped"), Some(a.as_str())),
+        "{view}"
+    );
 
-    reindexd(&["rollback", "kb", "--config", &config]).await.ok();
+    reindexd(&["rollback", "kb", "--config", &config])
+        .await
+        .ok();
     assert_eq!(env.aliases("kb").await, (vec![a.clone()], vec![a.clone()]));
-    let view = &reindexd(&["status", "--json", "kb", "--config", &config]).await.json()[0];
+    let view = &reindexd(&["status", "--json", "kb", "--config", &config])
+        .await
+        .json()[0];
     assert_eq!(view["phase"], "live", "{view}");
     assert_eq!(view["abandoned"], serde_json::json!([b]), "{view}");
 
     // Flip now is illegal: refused, one line naming the phase, nothing moved.
     let before = env.snapshot(&["kb"]).await;
-    reindexd(&["flip", "kb", "--config", &config]).await.fails_with("it is live");
+    reindexd(&["flip", "kb", "--config", &config])
+        .await
+        .fails_with("it is live");
     assert_eq!(env.snapshot(&["kb"]).await, before);
     env.cleanup().await;
 }
@@ -118,17 +164,28 @@ async fn rollback_of_a_detached_stage_1_needs_no_daemon() {
     reindexd(&["init", "kb", "--config", &config]).await.ok();
     let a = env.aliases("kb").await.0[0].clone();
     env.load_docs("kb", 100).await;
-    reindexd(&["reindex", "--detach", "kb", "--config", &config]).await.ok();
+    reindexd(&["reindex", "--detach", "kb", "--config", &config])
+        .await
+        .ok();
     let (read, write) = env.aliases("kb").await;
-    assert_eq!(read, [a.clone()]);
-    assert_ne!(write, [a.clone()]);
-    let view = &reindexd(&["status", "--json", "kb", "--config", &config]).await.json()[0];
+    assert_eq!(read, [a.as_str()]);
+    assert_ne!(write, [a.as_str()]);
+    let view = &reindexd(&["status", "--json", "kb", "--config", &config])
+        .await
+        .json()[0];
     assert_eq!(view["phase"], "copying", "{view}");
 
-    reindexd(&["rollback", "kb", "--config", &config]).await.ok();
+    reindexd(&["rollback", "kb", "--config", &config])
+        .await
+        .ok();
     assert_eq!(env.aliases("kb").await, (vec![a.clone()], vec![a.clone()]));
     let run = reindexd(&["status", "kb", "--config", &config]).await;
-    assert!(run.ok().stdout.starts_with(&format!("kb: live (read {a}, write {a})")), "{run:#?}");
+    assert!(
+        run.ok()
+            .stdout
+            .starts_with(&format!("kb: live (read {a}, write {a})")),
+        "{run:#?}"
+    );
     env.cleanup().await;
 }
 
@@ -136,17 +193,38 @@ async fn rollback_of_a_detached_stage_1_needs_no_daemon() {
 async fn megapack_from_the_command_line_brings_both_to_ready() {
     let env = Env::new("climega", &["a", "b"], "").await;
     let config = path(&env);
-    reindexd(&["--config", &config, "init", "a", "b"]).await.ok();
-    let (a_old, b_old) = (env.aliases("a").await.0[0].clone(), env.aliases("b").await.0[0].clone());
+    reindexd(&["--config", &config, "init", "a", "b"])
+        .await
+        .ok();
+    let (a_old, b_old) = (
+        env.aliases("a").await.0[0].clone(),
+        env.aliases("b").await.0[0].clone(),
+    );
     env.load_docs("a", 200).await;
     env.load_docs("b", 150).await;
-    reindexd(&["--config", &config, "reindex", "a", "b"]).await.ok();
-    let views = reindexd(&["--config", &config, "status", "--json"]).await.json();
+    reindexd(&["--config", &config, "reindex", "a", "b"])
+        .await
+        .ok();
+    let views = reindexd(&["--config", &config, "status", "--json"])
+        .await
+        .json();
     for (name, old, docs) in [("a", &a_old, 200), ("b", &b_old, 150)] {
-        let view = views.as_array().unwrap().iter().find(|v| v["name"] == name).unwrap();
-        assert_eq!((view["phase"].as_str(), view["read_index"].as_str()), (Some("ready"), Some(old.as_str())), "{view}");
+        let view = views
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap();
+        assert_eq!(
+            (view["phase"].as_str(), view["read_index"].as_str()),
+            (Some("ready"), Some(old.as_str())),
+            "{view}"
+        );
         let new = view["write_index"].as_str().unwrap();
-        assert!(new != old && new.starts_with(&format!("{}{name}_", env.prefix)), "{view}");
+        assert!(
+            new != old && new.starts_with(&format!("{}{name}_", env.prefix)),
+            "{view}"
+        );
         assert_eq!(env.es.count(new).await.unwrap(), docs);
     }
     env.cleanup().await;
@@ -156,7 +234,9 @@ async fn megapack_from_the_command_line_brings_both_to_ready() {
 async fn megapack_from_the_command_line_that_cannot_start_all_changes_nothing() {
     let env = Env::new("climeganot", &["a", "b"], "").await;
     let config = path(&env);
-    reindexd(&["--config", &config, "init", "a", "b"]).await.ok();
+    reindexd(&["--config", &config, "init", "a", "b"])
+        .await
+        .ok();
     env.load_docs("a", 50).await;
     env.load_docs("b", 50).await;
     reindexd(&["--config", &config, "reindex", "b"]).await.ok();
@@ -166,7 +246,11 @@ async fn megapack_from_the_command_line_that_cannot_start_all_changes_nothing() 
     run.fails_with("\"nope\"");
     // b is ready, not live: a must not be started (and then rolled back).
     let run = reindexd(&["--config", &config, "reindex", "a", "b"]).await;
-    assert_eq!(env.snapshot(&["a", "b"]).await, before, "b not live: {run:#?}");
+    assert_eq!(
+        env.snapshot(&["a", "b"]).await,
+        before,
+        "b not live: {run:#?}"
+    );
     run.fails_with("it is ready");
     env.cleanup().await;
 }
@@ -191,28 +275,84 @@ async fn check_config_names_the_bad_key() {
     let run = reindexd(&["check-config", "--config", &config]).await;
     assert_eq!(run.ok().json()["indexes"][0]["name"], "kb", "{run:#?}");
     let missing = dir.path().join("absent.toml").display().to_string();
-    reindexd(&["check-config", "--config", &missing]).await.fails_with("absent.toml");
+    reindexd(&["check-config", "--config", &missing])
+        .await
+        .fails_with("absent.toml");
 
     let cases = [
-        ("unknown key", good("listen_port = 3", index, &es_url()), "listen_port"),
-        ("unknown index key", good("", &format!("{index}\nbogus = 1"), &es_url()), "indexes[0]"),
-        ("bad url scheme", good("", index, "ftp://x"), "elasticsearch.url"),
-        ("not a url", good("", index, "not a url"), "elasticsearch.url"),
-        ("bad listen", good("", index, &es_url()).replace("127.0.0.1:9600", "nowhere"), "api.listen"),
-        ("remote listen", good("", index, &es_url()).replace("127.0.0.1:9600", "0.0.0.0:9600"), "api.listen"),
-        ("bad retention", good("", index, &es_url()).replace("2h", "soon"), "migration.retention"),
-        ("bad name", good("", "name = \"Wiki\"\nmapping = \"mappings/kb.json\"", &es_url()), "indexes[0].name"),
-        ("no mapping key", good("", "name = \"kb\"", &es_url()), "indexes[0].mapping"),
-        ("missing mapping file", good("", "name = \"kb\"\nmapping = \"mappings/none.json\"", &es_url()), "indexes[0].mapping"),
+        (
+            "unknown key",
+            good("listen_port = 3", index, &es_url()),
+            "listen_port",
+        ),
+        (
+            "unknown index key",
+            good("", &format!("{index}\nbogus = 1"), &es_url()),
+            "indexes[0]",
+        ),
+        (
+            "bad url scheme",
+            good("", index, "ftp://x"),
+            "elasticsearch.url",
+        ),
+        (
+            "not a url",
+            good("", index, "not a url"),
+            "elasticsearch.url",
+        ),
+        (
+            "bad listen",
+            good("", index, &es_url()).replace("127.0.0.1:9600", "nowhere"),
+            "api.listen",
+        ),
+        (
+            "remote listen",
+            good("", index, &es_url()).replace("127.0.0.1:9600", "0.0.0.0:9600"),
+            "api.listen",
+        ),
+        (
+            "bad retention",
+            good("", index, &es_url()).replace("2h", "soon"),
+            "migration.retention",
+        ),
+        (
+            "bad name",
+            good(
+                "",
+                "name = \"Wiki\"\nmapping = \"mappings/kb.json\"",
+                &es_url(),
+            ),
+            "indexes[0].name",
+        ),
+        (
+            "no mapping key",
+            good("", "name = \"kb\"", &es_url()),
+            "indexes[0].mapping",
+        ),
+        (
+            "missing mapping file",
+            good(
+                "",
+                "name = \"kb\"\nmapping = \"mappings/none.json\"",
+                &es_url(),
+            ),
+            "indexes[0].mapping",
+        ),
     ];
     for (case, toml, key) in cases {
         let config = write_config(dir.path(), &toml);
         let run = reindexd(&["--config", &config, "check-config"]).await;
         assert!(run.code.is_some_and(|c| c != 0), "{case}: {run:#?}");
-        assert!(run.stderr.contains(key), "{case}: stderr names {key}: {run:#?}");
+        assert!(
+            run.stderr.contains(key),
+            "{case}: stderr names {key}: {run:#?}"
+        );
         run.fails_with(key);
         if case == "unknown key" {
-            assert!(run.stderr.contains("`api`"), "the section is named: {run:#?}");
+            assert!(
+                run.stderr.contains("`api`"),
+                "the section is named: {run:#?}"
+            );
         }
     }
 }
@@ -225,23 +365,51 @@ async fn bad_input_on_the_command_line_fails_in_one_line_and_changes_nothing() {
     env.load_docs("kb", 50).await;
     let before = env.snapshot(&["kb", "nope"]).await;
 
-    for args in [&["status", "nope"][..], &["init", "nope"], &["reindex", "nope"], &["flip", "nope"], &["rollback", "nope"], &["cleanup", "nope"], &["throttle", "nope", "5"], &["reindex", "kb", "nope"]] {
-        let args: Vec<&str> = args.iter().copied().chain(["--config", config.as_str()]).collect();
+    for args in [
+        &["status", "nope"][..],
+        &["init", "nope"],
+        &["reindex", "nope"],
+        &["flip", "nope"],
+        &["rollback", "nope"],
+        &["cleanup", "nope"],
+        &["throttle", "nope", "5"],
+        &["reindex", "kb", "nope"],
+    ] {
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(["--config", config.as_str()])
+            .collect();
         reindexd(&args).await.fails_with("\"nope\"");
     }
     for rate in ["abc", "0", "NaN", "inf"] {
-        reindexd(&["throttle", "kb", rate, "--config", &config]).await.fails_with(rate);
+        reindexd(&["throttle", "kb", rate, "--config", &config])
+            .await
+            .fails_with(rate);
     }
-    reindexd(&["rollback", "kb", "--config", &config]).await.fails_with("nothing to roll back");
-    reindexd(&["cleanup", "kb", "--config", &config]).await.fails_with("it is live");
-    reindexd(&["pause", "kb", "--config", &config]).await.fails_with("it is live");
+    reindexd(&["rollback", "kb", "--config", &config])
+        .await
+        .fails_with("nothing to roll back");
+    reindexd(&["cleanup", "kb", "--config", &config])
+        .await
+        .fails_with("it is live");
+    reindexd(&["pause", "kb", "--config", &config])
+        .await
+        .fails_with("it is live");
     assert_eq!(env.snapshot(&["kb", "nope"]).await, before);
 
     // A broken mapping file fails stage 1 before anything is made.
     env.set_mapping("kb", "{ not json");
-    reindexd(&["reindex", "kb", "--config", &config]).await.fails_with("kb.json");
-    env.set_mapping("kb", r#"{"mappings": {"properties": {"title": {"type": "no_such_type"}}}}"#);
-    reindexd(&["reindex", "kb", "--config", &config]).await.fails_with("no_such_type");
+    reindexd(&["reindex", "kb", "--config", &config])
+        .await
+        .fails_with("kb.json");
+    env.set_mapping(
+        "kb",
+        r#"{"mappings": {"properties": {"title": {"type": "no_such_type"}}}}"#,
+    );
+    reindexd(&["reindex", "kb", "--config", &config])
+        .await
+        .fails_with("no_such_type");
     assert_eq!(env.snapshot(&["kb", "nope"]).await, before);
     env.cleanup().await;
 }
@@ -252,12 +420,21 @@ async fn unreachable_cluster_fails_in_one_line() {
     let config = path(&env);
     let dead = dead_url();
     for command in ["status", "init", "rollback", "flip"] {
-        let mut args = vec!["--config", config.as_str(), "--es-url", dead.as_str(), command];
+        let mut args = vec![
+            "--config",
+            config.as_str(),
+            "--es-url",
+            dead.as_str(),
+            command,
+        ];
         if command != "status" {
             args.push("kb");
         }
         reindexd(&args).await.fails_with("cannot reach the cluster");
     }
-    assert!(env.indexes().await.is_empty(), "nothing was made on the real cluster");
+    assert!(
+        env.indexes().await.is_empty(),
+        "nothing was made on the real cluster"
+    );
     env.cleanup().await;
 }

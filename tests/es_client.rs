@@ -56,7 +56,10 @@ async fn creates_index_bulks_counts_and_reads_settings() {
         client.mapping_meta(&index).await.unwrap(),
         json!({"reindexd": {"sha256": "abc"}})
     );
-    assert_eq!(client.list_indexes(&format!("{prefix}*")).await.unwrap(), [index.clone()]);
+    assert_eq!(
+        client.list_indexes(&format!("{prefix}*")).await.unwrap(),
+        [index.clone()]
+    );
 
     client.delete_index(&index).await.unwrap();
     assert!(!client.index_exists(&index).await.unwrap());
@@ -70,7 +73,10 @@ async fn bulk_reports_per_item_outcomes() {
     let prefix = common::unique("items");
     let index = format!("{prefix}_a");
     client
-        .create_index(&index, &json!({"mappings": {"properties": {"n": {"type": "long"}}}}))
+        .create_index(
+            &index,
+            &json!({"mappings": {"properties": {"n": {"type": "long"}}}}),
+        )
         .await
         .unwrap();
     // An external version conflict and a mapping rejection in one 200 answer.
@@ -105,8 +111,16 @@ async fn alias_swap_is_atomic() {
     }
     client
         .update_aliases(&[
-            AliasAction::Add { index: a.clone(), alias: read.clone(), is_write_index: None },
-            AliasAction::Add { index: a.clone(), alias: write.clone(), is_write_index: Some(true) },
+            AliasAction::Add {
+                index: a.clone(),
+                alias: read.clone(),
+                is_write_index: None,
+            },
+            AliasAction::Add {
+                index: a.clone(),
+                alias: write.clone(),
+                is_write_index: Some(true),
+            },
         ])
         .await
         .unwrap();
@@ -114,29 +128,63 @@ async fn alias_swap_is_atomic() {
     // Move the write alias to B in one request.
     client
         .update_aliases(&[
-            AliasAction::Remove { index: a.clone(), alias: write.clone(), must_exist: Some(true) },
-            AliasAction::Add { index: b.clone(), alias: write.clone(), is_write_index: Some(true) },
+            AliasAction::Remove {
+                index: a.clone(),
+                alias: write.clone(),
+                must_exist: Some(true),
+            },
+            AliasAction::Add {
+                index: b.clone(),
+                alias: write.clone(),
+                is_write_index: Some(true),
+            },
         ])
         .await
         .unwrap();
     let expected = vec![
-        AliasEntry { alias: read.clone(), index: a.clone(), is_write_index: None },
-        AliasEntry { alias: write.clone(), index: b.clone(), is_write_index: Some(true) },
+        AliasEntry {
+            alias: read.clone(),
+            index: a.clone(),
+            is_write_index: None,
+        },
+        AliasEntry {
+            alias: write.clone(),
+            index: b.clone(),
+            is_write_index: Some(true),
+        },
     ];
-    assert_eq!(client.get_aliases(&format!("{prefix}_*")).await.unwrap(), expected);
+    assert_eq!(
+        client.get_aliases(&format!("{prefix}_*")).await.unwrap(),
+        expected
+    );
 
     // A list whose precondition fails changes nothing, not even its valid parts.
     let err = client
         .update_aliases(&[
-            AliasAction::Add { index: b.clone(), alias: read.clone(), is_write_index: None },
-            AliasAction::Remove { index: a.clone(), alias: write.clone(), must_exist: Some(true) },
+            AliasAction::Add {
+                index: b.clone(),
+                alias: read.clone(),
+                is_write_index: None,
+            },
+            AliasAction::Remove {
+                index: a.clone(),
+                alias: write.clone(),
+                must_exist: Some(true),
+            },
         ])
         .await
         .unwrap_err();
     assert!(matches!(err, EsError::Status { .. }), "{err}");
-    assert_eq!(client.get_aliases(&format!("{prefix}_*")).await.unwrap(), expected);
+    assert_eq!(
+        client.get_aliases(&format!("{prefix}_*")).await.unwrap(),
+        expected
+    );
 
-    assert!(client.get_aliases(&format!("{prefix}_none")).await.unwrap().is_empty());
+    assert!(client
+        .get_aliases(&format!("{prefix}_none"))
+        .await
+        .unwrap()
+        .is_empty());
     common::cleanup(&client, &prefix).await;
 }
 
@@ -153,7 +201,11 @@ async fn sliced_scroll_returns_every_document_exactly_once() {
     let mut body = String::new();
     for i in 0..total {
         // Some documents carry a custom routing, which must come back.
-        let routing = if i % 7 == 0 { format!(",\"routing\":\"r{}\"", i % 3) } else { String::new() };
+        let routing = if i % 7 == 0 {
+            format!(",\"routing\":\"r{}\"", i % 3)
+        } else {
+            String::new()
+        };
         body.push_str(&format!(
             "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"{i}\"{routing}}}}}\n{{\"n\":{i},\"raw\":1.50}}\n"
         ));
@@ -179,13 +231,19 @@ async fn sliced_scroll_returns_every_document_exactly_once() {
                 let n: u64 = hit.id.parse().unwrap();
                 assert_eq!(hit.routing.is_some(), n % 7 == 0, "routing of {n}");
                 // The source bytes are the bytes that were indexed.
-                assert_eq!(hit.source.unwrap().get(), format!("{{\"n\":{n},\"raw\":1.50}}"));
+                assert_eq!(
+                    hit.source.unwrap().get(),
+                    format!("{{\"n\":{n},\"raw\":1.50}}")
+                );
                 assert!(seen.insert(n), "document {n} returned twice");
             }
             let scroll_id = page.scroll_id.clone().unwrap();
             page = client.scroll_next(&scroll_id, keep).await.unwrap();
         }
-        client.clear_scroll(page.scroll_id.as_deref().unwrap()).await.unwrap();
+        client
+            .clear_scroll(page.scroll_id.as_deref().unwrap())
+            .await
+            .unwrap();
     }
     assert_eq!(slice_totals, total);
     assert_eq!(seen.len() as u64, total);
@@ -214,7 +272,11 @@ async fn point_in_time_pages_with_search_after() {
         .await
         .unwrap();
     // `_doc` is unique within one shard; `_shard_doc` is the general tiebreaker.
-    let sort = if info.supports_shard_doc() { json!(["_shard_doc"]) } else { json!(["_doc"]) };
+    let sort = if info.supports_shard_doc() {
+        json!(["_shard_doc"])
+    } else {
+        json!(["_doc"])
+    };
     let mut seen = HashSet::new();
     let mut after = None;
     loop {
@@ -241,9 +303,16 @@ async fn server_reindex_runs_as_a_task() {
     let prefix = common::unique("task");
     let (a, b) = (format!("{prefix}_a"), format!("{prefix}_b"));
     client.create_index(&a, &json!({})).await.unwrap();
-    client.bulk(common::ndjson_docs(&a, 0..500), Some("true"), None).await.unwrap();
+    client
+        .bulk(common::ndjson_docs(&a, 0..500), Some("true"), None)
+        .await
+        .unwrap();
     let task = client
-        .start_reindex(&json!({"source": {"index": a}, "dest": {"index": b}}), "auto", None)
+        .start_reindex(
+            &json!({"source": {"index": a}, "dest": {"index": b}}),
+            "auto",
+            None,
+        )
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -252,7 +321,10 @@ async fn server_reindex_runs_as_a_task() {
         if status.completed {
             break status;
         }
-        assert!(Instant::now() < deadline, "reindex task {task} did not finish");
+        assert!(
+            Instant::now() < deadline,
+            "reindex task {task} did not finish"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let response = status.response.unwrap();
@@ -277,7 +349,10 @@ async fn dead_cluster_fails_fast_with_a_clear_error() {
     assert!(matches!(err, EsError::Unreachable { .. }), "{err}");
     assert!(err.is_unavailable());
     let text = err.to_string();
-    assert!(text.contains("GET /") && text.contains(&port.to_string()), "{text}");
+    assert!(
+        text.contains("GET /") && text.contains(&port.to_string()),
+        "{text}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
 
     // A server that accepts but never answers: the timeout ends the call.

@@ -27,10 +27,19 @@ async fn staged_change_with_zero_failed_searches() {
 
     // The probe searches the read alias all along.
     let stop = Arc::new(AtomicBool::new(false));
-    let (searches, failures, min_hits) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(u64::MAX)));
+    let (searches, failures, min_hits) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(u64::MAX)),
+    );
     let probe = {
         let (es, alias) = (env.es.clone(), env.read_alias("kb"));
-        let (stop, searches, failures, min_hits) = (stop.clone(), searches.clone(), failures.clone(), min_hits.clone());
+        let (stop, searches, failures, min_hits) = (
+            stop.clone(),
+            searches.clone(),
+            failures.clone(),
+            min_hits.clone(),
+        );
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 match es.count(&alias).await {
@@ -60,11 +69,16 @@ async fn staged_change_with_zero_failed_searches() {
     let settings = env.es.get_settings(&b).await.unwrap();
     assert_eq!(settings["index.refresh_interval"], "-1");
 
-    let view = daemon.wait_phase("kb", &["ready", "failed"], Duration::from_secs(120)).await;
+    let view = daemon
+        .wait_phase("kb", &["ready", "failed"], Duration::from_secs(120))
+        .await;
     assert_eq!(view["phase"], "ready", "{view}");
     let p = &view["progress"];
     assert_eq!(p["total"], start_docs);
-    assert_eq!(p["copied"].as_u64().unwrap() + p["superseded"].as_u64().unwrap(), start_docs);
+    assert_eq!(
+        p["copied"].as_u64().unwrap() + p["superseded"].as_u64().unwrap(),
+        start_docs
+    );
     assert_eq!(p["failed"], 0);
     // Original settings back, the new mapping in force, every document there.
     let settings = env.es.get_settings(&b).await.unwrap();
@@ -80,7 +94,11 @@ async fn staged_change_with_zero_failed_searches() {
 
     // Cleanup is refused within retention; nothing is deleted.
     let (status, err) = daemon.post("/v1/indexes/kb/cleanup", None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("illegal_transition")), "{err}");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("illegal_transition")),
+        "{err}"
+    );
     assert!(env.es.index_exists(&a).await.unwrap());
 
     // Rollback, then flip again through a new migration.
@@ -91,7 +109,9 @@ async fn staged_change_with_zero_failed_searches() {
     assert_eq!(view["abandoned"], json!([b.clone()]));
     let (status, _) = daemon.post("/v1/indexes/kb/reindex", None).await;
     assert_eq!(status, 200);
-    let view = daemon.wait_phase("kb", &["ready", "failed"], Duration::from_secs(120)).await;
+    let view = daemon
+        .wait_phase("kb", &["ready", "failed"], Duration::from_secs(120))
+        .await;
     assert_eq!(view["phase"], "ready", "{view}");
     let c = view["write_index"].as_str().unwrap().to_owned();
     let (status, _) = daemon.post("/v1/indexes/kb/flip", None).await;
@@ -103,7 +123,10 @@ async fn staged_change_with_zero_failed_searches() {
     let searches = searches.load(Ordering::Relaxed);
     assert!(searches > 10, "the probe ran {searches} searches");
     assert_eq!(failures.load(Ordering::Relaxed), 0, "failed searches");
-    assert!(min_hits.load(Ordering::Relaxed) >= start_docs, "a search saw fewer documents");
+    assert!(
+        min_hits.load(Ordering::Relaxed) >= start_docs,
+        "a search saw fewer documents"
+    );
 
     daemon.stop().await;
     env.cleanup().await;
@@ -116,9 +139,17 @@ async fn cleanup_after_retention_deletes_only_unaliased_generations() {
     let a = m.init("kb").await.unwrap().phase.read_index().to_owned();
     env.load_docs("kb", 300).await;
     env.set_mapping("kb", MAPPING_V2);
-    let b = m.reindex("kb").await.unwrap().phase.write_index().to_owned();
+    let b = m
+        .reindex("kb")
+        .await
+        .unwrap()
+        .phase
+        .write_index()
+        .to_owned();
     let handle = reindexd::copy::CopyHandle::detached("kb");
-    let state = reindexd::copy::drive(m, "kb", "test-owner", &handle).await.unwrap();
+    let state = reindexd::copy::drive(m, "kb", "test-owner", &handle)
+        .await
+        .unwrap();
     assert_eq!(state.phase.name(), "ready");
     m.flip("kb").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -126,23 +157,46 @@ async fn cleanup_after_retention_deletes_only_unaliased_generations() {
     // Someone still reads the old generation through an alias of their own.
     let stray = format!("{}stray", env.prefix);
     env.es
-        .update_aliases(&[reindexd::es::AliasAction::Add { index: a.clone(), alias: stray.clone(), is_write_index: None }])
+        .update_aliases(&[reindexd::es::AliasAction::Add {
+            index: a.clone(),
+            alias: stray.clone(),
+            is_write_index: None,
+        }])
         .await
         .unwrap();
     let err = m.cleanup("kb").await.unwrap_err();
-    assert!(err.to_string().contains(&format!("{a} is still behind {stray}")), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("{a} is still behind {stray}")),
+        "{err}"
+    );
     assert!(env.es.index_exists(&a).await.unwrap());
     assert_eq!(m.load("kb").await.unwrap().state.phase.name(), "flipped");
 
     env.es
-        .update_aliases(&[reindexd::es::AliasAction::Remove { index: a.clone(), alias: stray, must_exist: Some(true) }])
+        .update_aliases(&[reindexd::es::AliasAction::Remove {
+            index: a.clone(),
+            alias: stray,
+            must_exist: Some(true),
+        }])
         .await
         .unwrap();
     let (state, deleted) = m.cleanup("kb").await.unwrap();
     assert_eq!(deleted, [a.clone()]);
-    assert_eq!(state.phase, reindexd::migration::Phase::Live { index: b.clone() });
-    assert_eq!(env.indexes().await, [b.clone(), format!("{}state", env.prefix)]);
+    assert_eq!(
+        state.phase,
+        reindexd::migration::Phase::Live { index: b.clone() }
+    );
+    assert_eq!(
+        env.indexes().await,
+        [b.clone(), format!("{}state", env.prefix)]
+    );
     // Nothing left to clean: refused.
-    assert!(m.cleanup("kb").await.unwrap_err().to_string().contains("nothing to clean up"));
+    assert!(m
+        .cleanup("kb")
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("nothing to clean up"));
     env.cleanup().await;
 }

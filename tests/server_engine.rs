@@ -13,26 +13,54 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_copy_follows_the_task_and_respects_app_writes() {
-    let env = Env::with_index_options("server", &["kb"], "[copy]\npage_size = 100\ncheckpoint_interval = \"1s\"", "engine = \"server\"").await;
+    let env = Env::with_index_options(
+        "server",
+        &["kb"],
+        "[copy]\npage_size = 100\ncheckpoint_interval = \"1s\"",
+        "engine = \"server\"",
+    )
+    .await;
     let m = &env.migrator;
     m.init("kb").await.unwrap();
     env.load_docs("kb", 3_000).await;
     env.set_mapping("kb", MAPPING_V2);
-    let target = m.reindex("kb").await.unwrap().phase.write_index().to_owned();
+    let target = m
+        .reindex("kb")
+        .await
+        .unwrap()
+        .phase
+        .write_index()
+        .to_owned();
     // Slow at first, so the application's writes race the copy.
-    m.update_copy("kb", Action::Throttle, |c| c.requests_per_second = Some(300.0)).await.unwrap();
+    m.update_copy("kb", Action::Throttle, |c| {
+        c.requests_per_second = Some(300.0)
+    })
+    .await
+    .unwrap();
     let copy = {
         let m = m.clone();
-        tokio::spawn(async move { drive(&m, "kb", "test-server", &CopyHandle::detached("kb")).await })
+        tokio::spawn(
+            async move { drive(&m, "kb", "test-server", &CopyHandle::detached("kb")).await },
+        )
     };
 
     let alias = env.write_alias("kb");
     let mut body = String::new();
     for i in (0..3_000u64).step_by(60) {
-        let routing = if i % 10 == 3 { format!(",\"routing\":\"r{}\"", i % 4) } else { String::new() };
-        body.push_str(&format!("{{\"delete\":{{\"_index\":\"{alias}\",\"_id\":\"{i}\"{routing}}}}}\n"));
+        let routing = if i % 10 == 3 {
+            format!(",\"routing\":\"r{}\"", i % 4)
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            "{{\"delete\":{{\"_index\":\"{alias}\",\"_id\":\"{i}\"{routing}}}}}\n"
+        ));
         let j = i + 1;
-        let routing = if j % 10 == 3 { format!(",\"routing\":\"r{}\"", j % 4) } else { String::new() };
+        let routing = if j % 10 == 3 {
+            format!(",\"routing\":\"r{}\"", j % 4)
+        } else {
+            String::new()
+        };
         body.push_str(&format!("{{\"index\":{{\"_index\":\"{alias}\",\"_id\":\"{j}\"{routing}}}}}\n{{\"n\":{j},\"title\":\"app wrote this\"}}\n"));
     }
     let response = env.es.bulk(body.into(), None, None).await.unwrap();
@@ -41,24 +69,50 @@ async fn server_side_copy_follows_the_task_and_respects_app_writes() {
     // The task was started and recorded; lift the throttle through the state.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stored = m.load("kb").await.unwrap();
-    let task = stored.state.phase.copy().unwrap().task.clone().expect("task id recorded");
+    let task = stored
+        .state
+        .phase
+        .copy()
+        .unwrap()
+        .task
+        .clone()
+        .expect("task id recorded");
     assert!(env.es.get_task(&task).await.is_ok());
-    m.update_copy("kb", Action::Throttle, |c| c.requests_per_second = None).await.unwrap();
+    m.update_copy("kb", Action::Throttle, |c| c.requests_per_second = None)
+        .await
+        .unwrap();
 
-    let state = tokio::time::timeout(Duration::from_secs(120), copy).await.unwrap().unwrap().unwrap();
+    let state = tokio::time::timeout(Duration::from_secs(120), copy)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(state.phase.name(), "ready", "{:?}", state.phase);
     let p = state.phase.copy().unwrap();
     assert_eq!(p.total, 3_000);
     assert_eq!(p.copied + p.superseded, 3_000);
-    assert!(p.superseded >= 50, "application writes and deletes must beat the copy: {p:?}");
+    assert!(
+        p.superseded >= 50,
+        "application writes and deletes must beat the copy: {p:?}"
+    );
 
     env.es.refresh(&target).await.unwrap();
     // 50 deleted, 50 overwritten: 2950 documents, none resurrected.
     assert_eq!(env.es.count(&target).await.unwrap(), 2_950);
     for i in (0..3_000u64).step_by(60) {
-        assert!(env.es.get_doc(&target, &i.to_string()).await.unwrap().is_none(), "{i} resurrected");
+        assert!(
+            env.es
+                .get_doc(&target, &i.to_string())
+                .await
+                .unwrap()
+                .is_none(),
+            "{i} resurrected"
+        );
     }
     let overwritten = env.es.get_doc(&target, "61").await.unwrap().unwrap();
-    assert_eq!(overwritten.source, json!({"n": 61, "title": "app wrote this"}));
+    assert_eq!(
+        overwritten.source,
+        json!({"n": 61, "title": "app wrote this"})
+    );
     env.cleanup().await;
 }

@@ -42,6 +42,7 @@ impl From<MigrationError> for ApiError {
             M::AliasConflict(_) => (StatusCode::CONFLICT, "alias_conflict"),
             M::Mapping(_) => (StatusCode::BAD_REQUEST, "invalid_mapping"),
             M::MappingRejected { .. } => (StatusCode::BAD_REQUEST, "mapping_rejected"),
+            M::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_value"),
             M::Cluster(_) => (StatusCode::BAD_GATEWAY, "cluster_error"),
         };
         ApiError::new(status, code, e.to_string())
@@ -68,8 +69,14 @@ mod tests {
             detail: "refused".into(),
         });
         let api = ApiError::from(e);
-        assert_eq!((api.status, api.code), (StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable"));
+        assert_eq!(
+            (api.status, api.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable")
+        );
         let api = ApiError::from(MigrationError::UnknownIndex("nope".into()));
-        assert_eq!((api.status, api.code), (StatusCode::NOT_FOUND, "unknown_index"));
+        assert_eq!(
+            (api.status, api.code),
+            (StatusCode::NOT_FOUND, "unknown_index")
+        );
     }
 }

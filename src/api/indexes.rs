@@ -18,18 +18,28 @@ fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("malformed_body", format!("request body: {e}")))
+    let malformed =
+        |detail: String| ApiError::bad_request("malformed_body", format!("request body: {detail}"));
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+    if !value.is_object() {
+        return Err(malformed("expected a JSON object".into()));
+    }
+    serde_json::from_value(value).map_err(|e| malformed(e.to_string()))
 }
 
 /// A view with the live counters of a copy this daemon runs.
 fn view_of(app: &AppState, state: &IndexState) -> IndexView {
-    let live = app.jobs.get(&state.name).and_then(|h| h.stats()).and_then(|stats| {
-        state.phase.copy().map(|stored| {
-            let mut copy: CopyProgress = stored.clone();
-            stats.apply(&mut copy);
-            copy
-        })
-    });
+    let live = app
+        .jobs
+        .get(&state.name)
+        .and_then(|h| h.stats())
+        .and_then(|stats| {
+            state.phase.copy().map(|stored| {
+                let mut copy: CopyProgress = stored.clone();
+                stats.apply(&mut copy);
+                copy
+            })
+        });
     let live = live.filter(|_| state.phase.name() == "copying");
     IndexView::new(state, live, Utc::now())
 }
@@ -42,7 +52,10 @@ pub async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> 
     Ok(Json(json!({ "indexes": views })))
 }
 
-pub async fn get(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<IndexView>, ApiError> {
+pub async fn get(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<IndexView>, ApiError> {
     Ok(Json(one_view(&app, &name).await?))
 }
 
@@ -61,30 +74,42 @@ pub struct ReindexBody {
     requests_per_second: Option<f64>,
 }
 
-pub async fn init(State(app): State<AppState>, Path(name): Path<String>, bytes: Bytes) -> Result<Json<IndexView>, ApiError> {
+pub async fn init(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<IndexView>, ApiError> {
     body::<Empty>(&bytes)?;
     let state = app.migrator.init(&name).await?;
     Ok(Json(view_of(&app, &state)))
 }
 
-pub async fn reindex(State(app): State<AppState>, Path(name): Path<String>, bytes: Bytes) -> Result<Json<IndexView>, ApiError> {
+pub async fn reindex(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<IndexView>, ApiError> {
     let request: ReindexBody = body(&bytes)?;
-    let state = start(&app, &name, &request).await?;
-    Ok(Json(view_of(&app, &state)))
+    let mut states = start(
+        &app,
+        std::slice::from_ref(&name),
+        request.requests_per_second,
+    )
+    .await?;
+    Ok(Json(view_of(&app, &states.remove(0))))
 }
 
-async fn start(app: &AppState, name: &str, request: &ReindexBody) -> Result<IndexState, ApiError> {
-    if let Some(r) = request.requests_per_second {
-        if !(r.is_finite() && r > 0.0) {
-            return Err(ApiError::bad_request("invalid_value", format!("requests_per_second must be a positive number, found {r}")));
-        }
+/// Stage 1 for all of `names` (all or nothing), then their copies.
+async fn start(
+    app: &AppState,
+    names: &[String],
+    requests_per_second: Option<f64>,
+) -> Result<Vec<IndexState>, ApiError> {
+    let states = app.migrator.reindex_all(names, requests_per_second).await?;
+    for state in &states {
+        app.jobs.start(&state.name);
     }
-    let mut state = app.migrator.reindex(name).await?;
-    if let Some(rate) = request.requests_per_second {
-        state = app.migrator.update_copy(name, Action::Throttle, |c| c.requests_per_second = Some(rate)).await?;
-    }
-    app.jobs.start(name);
-    Ok(state)
+    Ok(states)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,33 +121,10 @@ pub struct MegapackBody {
 }
 
 /// `POST /v1/reindex`: stage 1 for several logical indexes at once. All
-/// are checked first; if one cannot start, those already started are
-/// rolled back and the error is returned.
+/// are checked first; if one cannot start, none is left changed.
 pub async fn megapack(State(app): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
     let request: MegapackBody = body(&bytes)?;
-    if request.indexes.is_empty() {
-        return Err(ApiError::bad_request("invalid_value", "indexes must name at least one logical index"));
-    }
-    for name in &request.indexes {
-        let stored = app.migrator.load(name).await?;
-        if stored.state.phase.name() != "live" {
-            stored.state.start_copy("", CopyProgress::new(crate::config::CopyEngine::Client, 0, Utc::now()), Utc::now())
-                .map_err(crate::migration::MigrationError::from)?;
-        }
-    }
-    let single = ReindexBody { requests_per_second: request.requests_per_second };
-    let mut started = Vec::new();
-    for name in &request.indexes {
-        match start(&app, name, &single).await {
-            Ok(state) => started.push(state),
-            Err(e) => {
-                for done in &started {
-                    let _ = app.migrator.rollback(&done.name).await;
-                }
-                return Err(e);
-            }
-        }
-    }
+    let started = start(&app, &request.indexes, request.requests_per_second).await?;
     let views: Vec<IndexView> = started.iter().map(|s| view_of(&app, s)).collect();
     Ok(Json(json!({ "indexes": views })))
 }
@@ -138,31 +140,57 @@ pub struct ThrottleBody {
     requests_per_second: Option<f64>,
 }
 
-pub async fn pause(State(app): State<AppState>, Path(name): Path<String>, bytes: Bytes) -> Result<Json<IndexView>, ApiError> {
+pub async fn pause(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<IndexView>, ApiError> {
     body::<Empty>(&bytes)?;
     control(&app, &name, Action::Pause, |c| c.paused = true).await
 }
 
-pub async fn resume(State(app): State<AppState>, Path(name): Path<String>, bytes: Bytes) -> Result<Json<IndexView>, ApiError> {
+pub async fn resume(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<IndexView>, ApiError> {
     body::<Empty>(&bytes)?;
     control(&app, &name, Action::Resume, |c| c.paused = false).await
 }
 
-pub async fn throttle(State(app): State<AppState>, Path(name): Path<String>, bytes: Bytes) -> Result<Json<IndexView>, ApiError> {
+pub async fn throttle(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<IndexView>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("malformed_body", "send {\"requests_per_second\": N} (or null for no limit)"));
+        return Err(ApiError::bad_request(
+            "malformed_body",
+            "send {\"requests_per_second\": N} (or null for no limit)",
+        ));
     }
     let request: ThrottleBody = body(&bytes)?;
     if let Some(r) = request.requests_per_second {
         if !(r.is_finite() && r > 0.0) {
-            return Err(ApiError::bad_request("invalid_value", format!("requests_per_second must be a positive number or null, found {r}")));
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                format!("requests_per_second must be a positive number or null, found {r}"),
+            ));
         }
     }
-    control(&app, &name, Action::Throttle, move |c| c.requests_per_second = request.requests_per_second).await
+    control(&app, &name, Action::Throttle, move |c| {
+        c.requests_per_second = request.requests_per_second
+    })
+    .await
 }
 
 /// Stores a control change and tells the running copy at once.
-async fn control(app: &AppState, name: &str, action: Action, f: impl Fn(&mut CopyProgress)) -> Result<Json<IndexView>, ApiError> {
+async fn control(
+    app: &AppState,
+    name: &str,
+    action: Action,
+    f: impl Fn(&mut CopyProgress),
+) -> Result<Json<IndexView>, ApiError> {
     let state = app.migrator.update_copy(name, action, f).await?;
     if let (Some(handle), Some(copy)) = (app.jobs.get(name), state.phase.copy()) {
         handle.control.send_replace(crate::copy::Control {
@@ -173,19 +201,33 @@ async fn control(app: &AppState, name: &str, action: Action, f: impl Fn(&mut Cop
     Ok(Json(view_of(app, &state)))
 }
 
-pub async fn accept(State(app): State<AppState>, Path(name): Path<String>, bytes: Bytes) -> Result<Json<IndexView>, ApiError> {
+pub async fn accept(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<IndexView>, ApiError> {
     body::<Empty>(&bytes)?;
     let state = app.migrator.accept(&name).await?;
     Ok(Json(view_of(&app, &state)))
 }
 
-pub async fn flip(State(app): State<AppState>, Path(name): Path<String>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn flip(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     body::<Empty>(&bytes)?;
     let state = app.migrator.flip(&name).await?;
-    Ok(Json(json!({"message": "STUCK THE LANDING!", "index": view_of(&app, &state)})))
+    Ok(Json(
+        json!({"message": "STUCK THE LANDING!", "index": view_of(&app, &state)}),
+    ))
 }
 
-pub async fn rollback(State(app): State<AppState>, Path(name): Path<String>, bytes: Bytes) -> Result<Json<IndexView>, ApiError> {
+pub async fn rollback(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<IndexView>, ApiError> {
     body::<Empty>(&bytes)?;
     let state = app.migrator.rollback(&name).await?;
     if let Some(handle) = app.jobs.get(&name) {
@@ -194,8 +236,14 @@ pub async fn rollback(State(app): State<AppState>, Path(name): Path<String>, byt
     Ok(Json(view_of(&app, &state)))
 }
 
-pub async fn cleanup(State(app): State<AppState>, Path(name): Path<String>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn cleanup(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     body::<Empty>(&bytes)?;
     let (state, deleted) = app.migrator.cleanup(&name).await?;
-    Ok(Json(json!({"deleted": deleted, "index": view_of(&app, &state)})))
+    Ok(Json(
+        json!({"deleted": deleted, "index": view_of(&app, &state)}),
+    ))
 }

@@ -61,12 +61,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(json_errors))
         .with_state(state)
 }
 
 /// Refuses mutating requests without the configured bearer token.
 async fn authorize(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let mutating = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let mutating = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     if let (true, Some(token)) = (mutating, &app.token) {
         let given = request
             .headers()
@@ -82,13 +86,48 @@ async fn authorize(State(app): State<AppState>, request: Request, next: Next) ->
                 "this endpoint needs Authorization: Bearer <api.token>",
             )
             .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
             return response;
         }
     }
     next.run(request).await
+}
+
+/// Gives the framework's own refusals (413, 405, ...) the JSON error shape.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "body_too_large",
+            format!(
+                "request bodies are limited to {} KiB",
+                MAX_BODY_BYTES / 1024
+            ),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not take that method (mutations are POST)".to_owned(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send JSON".to_owned()),
+        other => (
+            "bad_request",
+            other
+                .canonical_reason()
+                .unwrap_or("request refused")
+                .to_owned(),
+        ),
+    };
+    ApiError::new(status, code, message).into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -98,17 +137,40 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Ready when the cluster answers.
 async fn readyz(State(app): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(5), app.migrator.es().info()).await {
-        Ok(Ok(info)) => Json(json!({"status": "ready", "cluster": info.to_string()})).into_response(),
-        Ok(Err(e)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", e.to_string()).into_response(),
-        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", "the cluster did not answer within 5s").into_response(),
+        Ok(Ok(info)) => {
+            Json(json!({"status": "ready", "cluster": info.to_string()})).into_response()
+        }
+        Ok(Err(e)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            e.to_string(),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            "the cluster did not answer within 5s",
+        )
+        .into_response(),
     }
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
     let text = app.metrics.render(&app.migrator, &app.jobs).await;
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /v1/indexes")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /v1/indexes",
+    )
 }

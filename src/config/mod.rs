@@ -73,11 +73,17 @@ impl SecretSource {
             SecretSource::Inline(s) => Ok(s.clone()),
             SecretSource::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::key(format!("{key}_file"), format!("cannot read {}: {e}", path.display()))
+                    ConfigError::key(
+                        format!("{key}_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
                 })?;
                 let value = text.trim_end_matches(['\n', '\r']);
                 if value.is_empty() {
-                    return Err(ConfigError::key(format!("{key}_file"), format!("{} is empty", path.display())));
+                    return Err(ConfigError::key(
+                        format!("{key}_file"),
+                        format!("{} is empty", path.display()),
+                    ));
                 }
                 Ok(Secret::new(value))
             }
@@ -218,22 +224,31 @@ impl Config {
     /// and validates the result.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
         let one = |e: ConfigError| ConfigErrors(vec![e]);
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| one(ConfigError::general(format!("cannot read config file {}: {e}", path.display()))))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            one(ConfigError::general(format!(
+                "cannot read config file {}: {e}",
+                path.display()
+            )))
+        })?;
         let base = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."));
         let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
-        Self::from_toml(&text, &base, std::env::vars(), overrides)
-            .map_err(|mut e| {
-                for err in &mut e.0 {
-                    if err.key.is_none() {
-                        err.message = format!("{}: {}", path.display(), err.message);
-                    }
+        Self::from_toml(&text, &base, std::env::vars(), overrides).map_err(|mut e| {
+            for err in &mut e.0 {
+                if err.key.is_none() {
+                    err.message = format!("{}: {}", path.display(), err.message);
                 }
-                e
-            })
+            }
+            e
+        })
     }
 
     /// [`Config::load`] without the file system: TOML text, its directory,
@@ -260,7 +275,8 @@ impl Config {
             Some(v) => b.set_override(key, v.as_str()),
             None => Ok(b),
         };
-        let general = |e: config::ConfigError| ConfigErrors(vec![ConfigError::general(e.to_string())]);
+        let general =
+            |e: config::ConfigError| ConfigErrors(vec![ConfigError::general(e.to_string())]);
         builder = set(builder, "elasticsearch.url", &overrides.es_url).map_err(general)?;
         builder = set(builder, "api.listen", &overrides.listen).map_err(general)?;
         builder = set(builder, "log.level", &overrides.log_level).map_err(general)?;
@@ -290,7 +306,10 @@ impl Config {
         let ca_pem = match &self.cluster.ca_file {
             None => None,
             Some(path) => Some(std::fs::read(path).map_err(|e| {
-                ConfigError::key("elasticsearch.ca_file", format!("cannot read {}: {e}", path.display()))
+                ConfigError::key(
+                    "elasticsearch.ca_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
             })?),
         };
         Ok(ConnectOptions {
@@ -303,7 +322,11 @@ impl Config {
 
     /// The API bearer token, read from its file if need be.
     pub fn api_token(&self) -> Result<Option<Secret>, ConfigError> {
-        self.api.token.as_ref().map(|t| t.read("api.token")).transpose()
+        self.api
+            .token
+            .as_ref()
+            .map(|t| t.read("api.token"))
+            .transpose()
     }
 
     /// The effective configuration as TOML-ish JSON, secrets redacted.
@@ -334,7 +357,10 @@ mod tests {
     #[test]
     fn environment_beats_file_and_flags_beat_environment() {
         let env = vec![
-            ("REINDEXD__API__LISTEN".to_owned(), "127.0.0.1:9700".to_owned()),
+            (
+                "REINDEXD__API__LISTEN".to_owned(),
+                "127.0.0.1:9700".to_owned(),
+            ),
             ("REINDEXD__MIGRATION__RETENTION".to_owned(), "2h".to_owned()),
             ("REINDEXD_TEST_ES_URL".to_owned(), "ignored".to_owned()),
         ];
@@ -342,7 +368,8 @@ mod tests {
             listen: Some("127.0.0.1:9800".into()),
             ..Default::default()
         };
-        let c = Config::from_toml(BASE, Path::new("/x"), env.clone(), &Overrides::default()).unwrap();
+        let c =
+            Config::from_toml(BASE, Path::new("/x"), env.clone(), &Overrides::default()).unwrap();
         assert_eq!(c.api.listen.port(), 9700);
         assert_eq!(c.migration.retention, Duration::from_secs(7200));
         let c = Config::from_toml(BASE, Path::new("/x"), env, &overrides).unwrap();
@@ -351,8 +378,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = Config::from_toml("[api]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n", Path::new("/"), [], &Overrides::default())
-            .unwrap_err();
+        let err = Config::from_toml(
+            "[api]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n",
+            Path::new("/"),
+            [],
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");
     }
 

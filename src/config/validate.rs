@@ -35,13 +35,21 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let indexes = indexes(&raw, base_dir, &mut p);
     let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        p.add("log.level", format!("{log_level:?} is not a log level or filter (try \"info\" or \"reindexd=debug\")"));
+        p.add(
+            "log.level",
+            format!(
+                "{log_level:?} is not a log level or filter (try \"info\" or \"reindexd=debug\")"
+            ),
+        );
     }
     let log_format = match raw.log.format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
         Some(other) => {
-            p.add("log.format", format!("expected \"text\" or \"json\", found {other:?}"));
+            p.add(
+                "log.format",
+                format!("expected \"text\" or \"json\", found {other:?}"),
+            );
             LogFormat::Text
         }
     };
@@ -63,7 +71,10 @@ fn cluster(raw: &RawConfig, base: &Path, p: &mut Problems) -> ClusterConfig {
     let es = &raw.elasticsearch;
     let texts: Vec<(String, &str)> = match (&es.url, &es.urls) {
         (Some(_), Some(_)) => {
-            p.add("elasticsearch.urls", "set either elasticsearch.url or elasticsearch.urls, not both");
+            p.add(
+                "elasticsearch.urls",
+                "set either elasticsearch.url or elasticsearch.urls, not both",
+            );
             Vec::new()
         }
         (Some(url), None) => vec![("elasticsearch.url".into(), url.as_str())],
@@ -83,17 +94,35 @@ fn cluster(raw: &RawConfig, base: &Path, p: &mut Problems) -> ClusterConfig {
         match Url::parse(text) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
                 if !url.username().is_empty() || url.password().is_some() {
-                    p.add(key, "put credentials in elasticsearch.username/password(_file), not in the URL");
+                    p.add(
+                        key,
+                        "put credentials in elasticsearch.username/password(_file), not in the URL",
+                    );
                 } else {
                     urls.push(url);
                 }
             }
-            Ok(_) => p.add(key, format!("expected an http:// or https:// URL, found {text:?}")),
+            Ok(_) => p.add(
+                key,
+                format!("expected an http:// or https:// URL, found {text:?}"),
+            ),
             Err(e) => p.add(key, format!("{text:?} is not a URL: {e}")),
         }
     }
-    let password = secret_source(es.password.as_deref(), es.password_file.as_deref(), "elasticsearch.password", base, p);
-    let api_key = secret_source(es.api_key.as_deref(), es.api_key_file.as_deref(), "elasticsearch.api_key", base, p);
+    let password = secret_source(
+        es.password.as_deref(),
+        es.password_file.as_deref(),
+        "elasticsearch.password",
+        base,
+        p,
+    );
+    let api_key = secret_source(
+        es.api_key.as_deref(),
+        es.api_key_file.as_deref(),
+        "elasticsearch.api_key",
+        base,
+        p,
+    );
     let auth = match (&es.username, password, api_key) {
         (None, None, None) => ClusterAuth::None,
         (Some(username), Some(password), None) => ClusterAuth::Basic {
@@ -102,15 +131,24 @@ fn cluster(raw: &RawConfig, base: &Path, p: &mut Problems) -> ClusterConfig {
         },
         (None, None, Some(key)) => ClusterAuth::ApiKey(key),
         (Some(_), None, None) => {
-            p.add("elasticsearch.password", "elasticsearch.username is set: also set password or password_file");
+            p.add(
+                "elasticsearch.password",
+                "elasticsearch.username is set: also set password or password_file",
+            );
             ClusterAuth::None
         }
         (None, Some(_), None) => {
-            p.add("elasticsearch.username", "a password is set: also set elasticsearch.username");
+            p.add(
+                "elasticsearch.username",
+                "a password is set: also set elasticsearch.username",
+            );
             ClusterAuth::None
         }
         (_, _, Some(_)) => {
-            p.add("elasticsearch.api_key", "use either an API key or username and password, not both");
+            p.add(
+                "elasticsearch.api_key",
+                "use either an API key or username and password, not both",
+            );
             ClusterAuth::None
         }
     };
@@ -118,17 +156,31 @@ fn cluster(raw: &RawConfig, base: &Path, p: &mut Problems) -> ClusterConfig {
         urls,
         auth,
         ca_file: es.ca_file.as_deref().map(|f| resolve(base, f)),
-        timeout: duration(es.timeout.as_deref(), "elasticsearch.timeout", Duration::from_secs(30), p),
+        timeout: duration(
+            es.timeout.as_deref(),
+            "elasticsearch.timeout",
+            Duration::from_secs(30),
+            p,
+        ),
     }
 }
 
 fn api(raw: &RawConfig, base: &Path, p: &mut Problems) -> ApiConfig {
     let text = raw.api.listen.as_deref().unwrap_or("127.0.0.1:9600");
     let listen = text.parse::<SocketAddr>().unwrap_or_else(|e| {
-        p.add("api.listen", format!("expected ADDRESS:PORT such as 127.0.0.1:9600, found {text:?} ({e})"));
+        p.add(
+            "api.listen",
+            format!("expected ADDRESS:PORT such as 127.0.0.1:9600, found {text:?} ({e})"),
+        );
         SocketAddr::from(([127, 0, 0, 1], 9600))
     });
-    let token = secret_source(raw.api.token.as_deref(), raw.api.token_file.as_deref(), "api.token", base, p);
+    let token = secret_source(
+        raw.api.token.as_deref(),
+        raw.api.token_file.as_deref(),
+        "api.token",
+        base,
+        p,
+    );
     let allow_remote = raw.api.allow_remote_without_token.unwrap_or(false);
     if !listen.ip().is_loopback() && token.is_none() && !allow_remote {
         p.add(
@@ -147,15 +199,31 @@ fn migration(raw: &RawConfig, p: &mut Problems) -> MigrationConfig {
     let m = &raw.migration;
     let prefix = m.prefix.clone().unwrap_or_default();
     if !prefix.is_empty() && !valid_name(&prefix) {
-        p.add("migration.prefix", format!("{prefix:?} may only hold a-z, 0-9, '_' and '-', and not start with '_' or '-'"));
+        p.add(
+            "migration.prefix",
+            format!(
+                "{prefix:?} may only hold a-z, 0-9, '_' and '-', and not start with '_' or '-'"
+            ),
+        );
     }
-    let state_index = m.state_index.clone().unwrap_or_else(|| "reindexd-state".into());
+    let state_index = m
+        .state_index
+        .clone()
+        .unwrap_or_else(|| "reindexd-state".into());
     if !valid_name(&state_index) {
-        p.add("migration.state_index", format!("{state_index:?} is not a valid index name"));
+        p.add(
+            "migration.state_index",
+            format!("{state_index:?} is not a valid index name"),
+        );
     }
     MigrationConfig {
         prefix,
-        retention: duration(m.retention.as_deref(), "migration.retention", Duration::from_secs(24 * 3600), p),
+        retention: duration(
+            m.retention.as_deref(),
+            "migration.retention",
+            Duration::from_secs(24 * 3600),
+            p,
+        ),
         state_index,
     }
 }
@@ -164,27 +232,42 @@ fn copy(raw: &RawCopy, section: &str, p: &mut Problems) -> CopyConfig {
     let d = CopyConfig::default();
     let page_size = raw.page_size.unwrap_or(d.page_size);
     if !(1..=10_000).contains(&page_size) {
-        p.add(format!("{section}.page_size"), format!("expected 1 to 10000, found {page_size}"));
+        p.add(
+            format!("{section}.page_size"),
+            format!("expected 1 to 10000, found {page_size}"),
+        );
     }
     let batch_bytes = match &raw.batch_bytes {
         None => d.batch_bytes,
         Some(RawBytes::Number(n)) => *n,
         Some(RawBytes::Text(t)) => parse_bytes(t).unwrap_or_else(|| {
-            p.add(format!("{section}.batch_bytes"), format!("expected a size such as \"8MiB\", found {t:?}"));
+            p.add(
+                format!("{section}.batch_bytes"),
+                format!("expected a size such as \"8MiB\", found {t:?}"),
+            );
             d.batch_bytes
         }),
     };
     if !(1024..=512 * 1024 * 1024).contains(&batch_bytes) {
-        p.add(format!("{section}.batch_bytes"), format!("expected 1KiB to 512MiB, found {batch_bytes} bytes"));
+        p.add(
+            format!("{section}.batch_bytes"),
+            format!("expected 1KiB to 512MiB, found {batch_bytes} bytes"),
+        );
     }
     let max_concurrency = raw.max_concurrency.unwrap_or(d.max_concurrency);
     if !(1..=256).contains(&max_concurrency) {
-        p.add(format!("{section}.max_concurrency"), format!("expected 1 to 256, found {max_concurrency}"));
+        p.add(
+            format!("{section}.max_concurrency"),
+            format!("expected 1 to 256, found {max_concurrency}"),
+        );
     }
     let rps = raw.requests_per_second.or(d.requests_per_second);
     if let Some(r) = rps {
         if !(r.is_finite() && r > 0.0) {
-            p.add(format!("{section}.requests_per_second"), format!("expected a positive number of documents per second, found {r}"));
+            p.add(
+                format!("{section}.requests_per_second"),
+                format!("expected a positive number of documents per second, found {r}"),
+            );
         }
     }
     CopyConfig {
@@ -193,9 +276,24 @@ fn copy(raw: &RawCopy, section: &str, p: &mut Problems) -> CopyConfig {
         batch_bytes,
         max_concurrency,
         requests_per_second: rps,
-        checkpoint_interval: duration(raw.checkpoint_interval.as_deref(), &format!("{section}.checkpoint_interval"), d.checkpoint_interval, p),
-        scroll_keep_alive: duration(raw.scroll_keep_alive.as_deref(), &format!("{section}.scroll_keep_alive"), d.scroll_keep_alive, p),
-        gc_deletes: duration(raw.gc_deletes.as_deref(), &format!("{section}.gc_deletes"), d.gc_deletes, p),
+        checkpoint_interval: duration(
+            raw.checkpoint_interval.as_deref(),
+            &format!("{section}.checkpoint_interval"),
+            d.checkpoint_interval,
+            p,
+        ),
+        scroll_keep_alive: duration(
+            raw.scroll_keep_alive.as_deref(),
+            &format!("{section}.scroll_keep_alive"),
+            d.scroll_keep_alive,
+            p,
+        ),
+        gc_deletes: duration(
+            raw.gc_deletes.as_deref(),
+            &format!("{section}.gc_deletes"),
+            d.gc_deletes,
+            p,
+        ),
         max_retries: raw.max_retries.unwrap_or(d.max_retries),
     }
 }
@@ -212,12 +310,18 @@ fn indexes(raw: &RawConfig, base: &Path, p: &mut Problems) -> Vec<IndexConfig> {
             p.add(key("name"), format!("{name:?} must be 1-100 characters of a-z, 0-9, '_' and '-', not starting with '_' or '-'"));
         }
         if out.iter().any(|o| o.name == name) {
-            p.add(key("name"), format!("logical index {name:?} is configured twice"));
+            p.add(
+                key("name"),
+                format!("logical index {name:?} is configured twice"),
+            );
         }
         let mapping = match &index.mapping {
             Some(m) => resolve(base, m),
             None => {
-                p.add(key("mapping"), format!("set the mapping file of {name:?}, e.g. \"mappings/{name}.json\""));
+                p.add(
+                    key("mapping"),
+                    format!("set the mapping file of {name:?}, e.g. \"mappings/{name}.json\""),
+                );
                 PathBuf::new()
             }
         };
@@ -225,11 +329,18 @@ fn indexes(raw: &RawConfig, base: &Path, p: &mut Problems) -> Vec<IndexConfig> {
             None | Some("client") => CopyEngine::Client,
             Some("server") => CopyEngine::Server,
             Some(other) => {
-                p.add(key("engine"), format!("expected \"client\" or \"server\", found {other:?}"));
+                p.add(
+                    key("engine"),
+                    format!("expected \"client\" or \"server\", found {other:?}"),
+                );
                 CopyEngine::Client
             }
         };
-        out.push(IndexConfig { name, mapping, engine });
+        out.push(IndexConfig {
+            name,
+            mapping,
+            engine,
+        });
     }
     out
 }
@@ -243,7 +354,10 @@ fn secret_source(
 ) -> Option<SecretSource> {
     match (inline, file) {
         (Some(_), Some(_)) => {
-            p.add(format!("{key}_file"), format!("set either {key} or {key}_file, not both"));
+            p.add(
+                format!("{key}_file"),
+                format!("set either {key} or {key}_file, not both"),
+            );
             None
         }
         (Some(""), None) => {
@@ -260,7 +374,10 @@ fn duration(text: Option<&str>, key: &str, default: Duration, p: &mut Problems) 
     match text {
         None => default,
         Some(t) => humantime::parse_duration(t).unwrap_or_else(|e| {
-            p.add(key, format!("expected a duration such as \"30s\" or \"24h\", found {t:?} ({e})"));
+            p.add(
+                key,
+                format!("expected a duration such as \"30s\" or \"24h\", found {t:?} ({e})"),
+            );
             default
         }),
     }
@@ -287,7 +404,9 @@ pub(crate) fn valid_name(name: &str) -> bool {
 /// `"8MiB"`, `"512KiB"`, `"1GiB"`, `"1000"`, `"4MB"` → bytes.
 pub(crate) fn parse_bytes(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().ok()?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -323,7 +442,10 @@ mod tests {
             Path::new("/etc/reindexd"),
         )
         .unwrap();
-        assert_eq!(c.indexes[0].mapping, Path::new("/etc/reindexd/mappings/wiki.json"));
+        assert_eq!(
+            c.indexes[0].mapping,
+            Path::new("/etc/reindexd/mappings/wiki.json")
+        );
         assert_eq!(c.migration.retention, Duration::from_secs(86_400));
         assert_eq!(c.migration.state_index, "reindexd-state");
         assert_eq!(c.copy.batch_bytes, 8 << 20);
@@ -355,9 +477,17 @@ mod tests {
 
     #[test]
     fn remote_listen_needs_a_token_or_explicit_consent() {
-        let ok = validate(raw("[api]\nlisten = \"0.0.0.0:9600\"\ntoken_file = \"token\"\n"), Path::new("/c"));
-        assert!(matches!(ok.unwrap().api.token, Some(SecretSource::File(ref f)) if f == Path::new("/c/token")));
-        let ok = validate(raw("[api]\nlisten = \"0.0.0.0:9600\"\nallow_remote_without_token = true\n"), Path::new("/"));
+        let ok = validate(
+            raw("[api]\nlisten = \"0.0.0.0:9600\"\ntoken_file = \"token\"\n"),
+            Path::new("/c"),
+        );
+        assert!(
+            matches!(ok.unwrap().api.token, Some(SecretSource::File(ref f)) if f == Path::new("/c/token"))
+        );
+        let ok = validate(
+            raw("[api]\nlisten = \"0.0.0.0:9600\"\nallow_remote_without_token = true\n"),
+            Path::new("/"),
+        );
         assert!(ok.is_ok());
     }
 

@@ -73,11 +73,18 @@ mod tests {
             sent_at.push(Instant::now() - t0);
         }
         // Documents sent in the first 10 s: at most rate × 10 + one batch.
-        let in_ten = sent_at.iter().filter(|t| **t < Duration::from_secs(10)).count() * 25;
+        let in_ten = sent_at
+            .iter()
+            .filter(|t| **t < Duration::from_secs(10))
+            .count()
+            * 25;
         assert!(in_ten <= 1000 + 25, "{in_ten}");
         assert_eq!(sent_at[39], Duration::from_millis(9750));
         // Unthrottled: no wait, and no debt carried over.
-        assert_eq!(pacer.reserve(1_000_000, None, Instant::now()), Duration::ZERO);
+        assert_eq!(
+            pacer.reserve(1_000_000, None, Instant::now()),
+            Duration::ZERO
+        );
         assert_eq!(pacer.reserve(10, rate, Instant::now()), Duration::ZERO);
     }
 

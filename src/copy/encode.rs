@@ -35,7 +35,8 @@ impl Batch {
     /// A body holding only `keep` (indexes into `docs`): what a retry
     /// sends, so items that already succeeded are never sent again.
     pub fn subset(&self, keep: &[usize]) -> Batch {
-        let mut body = BytesMut::with_capacity(keep.iter().map(|&i| self.docs[i].range.len()).sum());
+        let mut body =
+            BytesMut::with_capacity(keep.iter().map(|&i| self.docs[i].range.len()).sum());
         let mut docs = Vec::with_capacity(keep.len());
         for &i in keep {
             let doc = &self.docs[i];
@@ -96,7 +97,10 @@ impl Batcher {
     /// Adds one hit; returns a full batch when this hit filled one.
     pub fn push(&mut self, slice: u32, hit: &Hit) -> Result<Option<Batch>, Uncopyable> {
         let Some(source) = hit.source.as_deref() else {
-            return Err(Uncopyable { id: hit.id.clone(), slice });
+            return Err(Uncopyable {
+                id: hit.id.clone(),
+                slice,
+            });
         };
         let start = self.body.len();
         self.write_action(hit);
@@ -180,8 +184,12 @@ mod tests {
     #[test]
     fn encodes_external_version_one_and_keeps_source_bytes() {
         let mut b = Batcher::new("wiki_2", 1 << 20);
-        assert!(b.push(0, &hit("a\"1", Some("r"), r#"{"x": 1.50}"#)).unwrap().is_none());
-        b.push(1, &hit("2", None, "{\n  \"y\": \"line\\nbreak\"\n}")).unwrap();
+        assert!(b
+            .push(0, &hit("a\"1", Some("r"), r#"{"x": 1.50}"#))
+            .unwrap()
+            .is_none());
+        b.push(1, &hit("2", None, "{\n  \"y\": \"line\\nbreak\"\n}"))
+            .unwrap();
         let batch = b.flush().unwrap();
         let text = std::str::from_utf8(&batch.body).unwrap();
         assert_eq!(
@@ -198,7 +206,13 @@ mod tests {
         let mut b = Batcher::new("t", 200);
         let mut batches = Vec::new();
         for i in 0..10 {
-            if let Some(full) = b.push(0, &hit(&i.to_string(), None, r#"{"field":"some value here"}"#)).unwrap() {
+            if let Some(full) = b
+                .push(
+                    0,
+                    &hit(&i.to_string(), None, r#"{"field":"some value here"}"#),
+                )
+                .unwrap()
+            {
                 batches.push(full);
             }
         }
@@ -218,8 +232,19 @@ mod tests {
     #[test]
     fn a_hit_without_source_is_refused() {
         let mut b = Batcher::new("t", 100);
-        let h = Hit { id: "x".into(), routing: None, source: None, sort: None };
-        assert_eq!(b.push(3, &h).unwrap_err(), Uncopyable { id: "x".into(), slice: 3 });
+        let h = Hit {
+            id: "x".into(),
+            routing: None,
+            source: None,
+            sort: None,
+        };
+        assert_eq!(
+            b.push(3, &h).unwrap_err(),
+            Uncopyable {
+                id: "x".into(),
+                slice: 3
+            }
+        );
         assert!(b.flush().is_none());
     }
 }

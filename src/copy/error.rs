@@ -32,7 +32,9 @@ impl CopyError {
     /// Whether a new run from the last checkpoint may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            CopyError::Cluster(_) | CopyError::RetriesExhausted { .. } | CopyError::LeaseHeld { .. } => true,
+            CopyError::Cluster(_)
+            | CopyError::RetriesExhausted { .. }
+            | CopyError::LeaseHeld { .. } => true,
             CopyError::Migration(MigrationError::Conflict(_)) => true,
             CopyError::Migration(e) => e.is_unavailable(),
             _ => false,

@@ -18,7 +18,9 @@ use super::stats::{plan_slices, CopyStats};
 use super::telemetry::IndexTelemetry;
 use super::writer::RetryPolicy;
 use crate::config::CopyEngine;
-use crate::migration::{Action, CopyProgress, IndexState, Lease, MigrationError, Migrator, Phase, Stored};
+use crate::migration::{
+    Action, CopyProgress, IndexState, Lease, MigrationError, Migrator, Phase, Stored,
+};
 
 /// What the daemon keeps of a running copy: its controls, its live
 /// counters, and the signal that stops it.
@@ -43,7 +45,10 @@ impl CopyHandle {
 
     /// A handle of its own, for a copy run outside the daemon (CLI, tests).
     pub fn detached(index: &str) -> Self {
-        Self::new(CancellationToken::new(), super::telemetry::Telemetry::default().for_index(index))
+        Self::new(
+            CancellationToken::new(),
+            super::telemetry::Telemetry::default().for_index(index),
+        )
     }
 
     /// The live counters of the current run, if one runs.
@@ -59,13 +64,22 @@ pub fn owner_id() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}:{}", std::process::id(), Utc::now().timestamp_millis())
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        Utc::now().timestamp_millis()
+    )
 }
 
 /// Runs the copy of `name` until it is `ready` or `failed`, starting again
 /// from the last checkpoint after transient errors. Returns when the
 /// state no longer asks for a copy, or on shutdown.
-pub async fn drive(migrator: &Migrator, name: &str, owner: &str, handle: &CopyHandle) -> Result<IndexState, CopyError> {
+pub async fn drive(
+    migrator: &Migrator,
+    name: &str,
+    owner: &str,
+    handle: &CopyHandle,
+) -> Result<IndexState, CopyError> {
     let mut pause = Duration::from_millis(500);
     loop {
         match run_once(migrator, name, owner, handle).await {
@@ -91,7 +105,12 @@ pub async fn drive(migrator: &Migrator, name: &str, owner: &str, handle: &CopyHa
 }
 
 /// One run: claim, copy, complete. Errors leave a checkpoint behind.
-pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &CopyHandle) -> Result<IndexState, CopyError> {
+pub async fn run_once(
+    migrator: &Migrator,
+    name: &str,
+    owner: &str,
+    handle: &CopyHandle,
+) -> Result<IndexState, CopyError> {
     let config = migrator.config().copy.clone();
     let lease_for = lease_duration(config.checkpoint_interval);
     let (source, target, mut copy) = claim(migrator, name, owner, lease_for).await?;
@@ -104,7 +123,16 @@ pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &Cop
     // before the read snapshot is taken.
     es.refresh(&source).await?;
     if copy.engine == CopyEngine::Server {
-        return super::server::run(migrator, name, owner, handle, (&source, &target), copy, lease_for).await;
+        return super::server::run(
+            migrator,
+            name,
+            owner,
+            handle,
+            (&source, &target),
+            copy,
+            lease_for,
+        )
+        .await;
     }
     if copy.slices.is_empty() {
         let count = match config.slices {
@@ -114,7 +142,6 @@ pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &Cop
         copy.slices = plan_slices(count);
     }
     let stats = Arc::new(CopyStats::resume(&copy, handle.telemetry.clone()));
-    handle.telemetry.concurrency.set(i64::from(config.max_concurrency));
     *handle.stats.lock().expect("stats lock") = Some(stats.clone());
     info!(index = name, %source, %target, slices = stats.slice_max, "copy running");
 
@@ -130,13 +157,29 @@ pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &Cop
         config: config.clone(),
     };
     let run_cancel = handle.cancel.child_token();
-    let pipeline = run_pipeline(es, spec, stats.clone(), handle.control.subscribe(), run_cancel.clone());
+    let pipeline = run_pipeline(
+        es,
+        spec,
+        stats.clone(),
+        handle.control.subscribe(),
+        run_cancel.clone(),
+    );
     let checkpoints = async {
         let mut tick = tokio::time::interval(config.checkpoint_interval);
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = save_checkpoint(migrator, name, owner, &target, |c| stats.apply(c), &handle.control, lease_for).await {
+            if let Err(e) = save_checkpoint(
+                migrator,
+                name,
+                owner,
+                &target,
+                |c| stats.apply(c),
+                &handle.control,
+                lease_for,
+            )
+            .await
+            {
                 if !e.is_transient() {
                     return e;
                 }
@@ -153,7 +196,17 @@ pub async fn run_once(migrator: &Migrator, name: &str, owner: &str, handle: &Cop
     };
     if let Err(e) = outcome {
         if !matches!(e, CopyError::Stopped(..)) {
-            if let Err(save) = save_checkpoint(migrator, name, owner, &target, |c| stats.apply(c), &handle.control, lease_for).await {
+            if let Err(save) = save_checkpoint(
+                migrator,
+                name,
+                owner,
+                &target,
+                |c| stats.apply(c),
+                &handle.control,
+                lease_for,
+            )
+            .await
+            {
                 warn!(index = name, error = %save, "last checkpoint not saved");
             }
         }
@@ -174,9 +227,21 @@ pub(super) fn lease_duration(checkpoint_interval: Duration) -> Duration {
 }
 
 /// The `Copying` state of `name`, if this process may run it.
-fn copying<'a>(stored: &'a Stored, name: &str, owner: &str) -> Result<(&'a str, &'a str, &'a CopyProgress), CopyError> {
-    let Phase::Copying { source, target, copy } = &stored.state.phase else {
-        return Err(CopyError::Stopped(name.to_owned(), format!("the index is {} now", stored.state.phase.name())));
+fn copying<'a>(
+    stored: &'a Stored,
+    name: &str,
+    owner: &str,
+) -> Result<(&'a str, &'a str, &'a CopyProgress), CopyError> {
+    let Phase::Copying {
+        source,
+        target,
+        copy,
+    } = &stored.state.phase
+    else {
+        return Err(CopyError::Stopped(
+            name.to_owned(),
+            format!("the index is {} now", stored.state.phase.name()),
+        ));
     };
     if let Some(lease) = &copy.lease {
         if lease.owner != owner && lease.expires_at > Utc::now() {
@@ -189,11 +254,23 @@ fn copying<'a>(stored: &'a Stored, name: &str, owner: &str) -> Result<(&'a str, 
     Ok((source, target, copy))
 }
 
-async fn claim(migrator: &Migrator, name: &str, owner: &str, lease_for: Duration) -> Result<(String, String, CopyProgress), CopyError> {
+async fn claim(
+    migrator: &Migrator,
+    name: &str,
+    owner: &str,
+    lease_for: Duration,
+) -> Result<(String, String, CopyProgress), CopyError> {
     let stored = migrator.load(name).await?;
     let (source, target, _) = copying(&stored, name, owner)?;
     let (source, target) = (source.to_owned(), target.to_owned());
-    let next = stored.state.update_copy(Action::Reindex, |c| c.lease = Some(lease(owner, lease_for)), Utc::now()).map_err(MigrationError::from)?;
+    let next = stored
+        .state
+        .update_copy(
+            Action::Reindex,
+            |c| c.lease = Some(lease(owner, lease_for)),
+            Utc::now(),
+        )
+        .map_err(MigrationError::from)?;
     let written = migrator.store().replace(&stored, next).await?;
     let Phase::Copying { copy, .. } = written.state.phase else {
         unreachable!("update_copy keeps the phase")
@@ -204,7 +281,8 @@ async fn claim(migrator: &Migrator, name: &str, owner: &str, lease_for: Duration
 fn lease(owner: &str, lease_for: Duration) -> Lease {
     Lease {
         owner: owner.to_owned(),
-        expires_at: Utc::now() + chrono::Duration::from_std(lease_for).unwrap_or(chrono::TimeDelta::MAX),
+        expires_at: Utc::now()
+            + chrono::Duration::from_std(lease_for).unwrap_or(chrono::TimeDelta::MAX),
     }
 }
 
@@ -223,22 +301,27 @@ pub(super) async fn save_checkpoint(
         let stored = migrator.load(name).await?;
         let (_, stored_target, copy) = copying(&stored, name, owner)?;
         if stored_target != target {
-            return Err(CopyError::Stopped(name.to_owned(), format!("a newer copy targets {stored_target}")));
+            return Err(CopyError::Stopped(
+                name.to_owned(),
+                format!("a newer copy targets {stored_target}"),
+            ));
         }
         let wanted = Control {
             paused: copy.paused,
             requests_per_second: copy.requests_per_second,
         };
         control.send_if_modified(|c| std::mem::replace(c, wanted) != wanted);
-        let next = stored.state.update_copy(
-            Action::Reindex,
-            |c| {
-                apply(c);
-                c.lease = Some(lease(owner, lease_for));
-            },
-            Utc::now(),
-        )
-        .map_err(MigrationError::from)?;
+        let next = stored
+            .state
+            .update_copy(
+                Action::Reindex,
+                |c| {
+                    apply(c);
+                    c.lease = Some(lease(owner, lease_for));
+                },
+                Utc::now(),
+            )
+            .map_err(MigrationError::from)?;
         match migrator.store().replace(&stored, next).await {
             Ok(_) => return Ok(()),
             Err(MigrationError::Conflict(_)) => continue,

@@ -5,12 +5,14 @@
 //!   (NDJSON cut by bytes) -> bulk writers (permits) -> per-item outcomes
 //! ```
 //!
-//! `encode` builds bodies, `outcome` classifies bulk answers, `reader` and
+//! `encode` builds bodies, `outcome` classifies bulk answers, `adaptive`
+//! sets how many bulk requests may be in flight, `reader` and
 //! `writer` do the I/O, `pipeline` wires them, `server` delegates to the
 //! cluster's `_reindex` instead, `job` claims the copy,
 //! checkpoints it and hands the result to the lifecycle. This module
 //! changes no alias; it never imports the API.
 
+mod adaptive;
 mod control;
 mod encode;
 mod error;

@@ -32,7 +32,9 @@ pub fn classify(response: &BulkResponse, sent: usize) -> Result<Vec<ItemOutcome>
         .map(|item| match item.status {
             200 | 201 => ItemOutcome::Copied,
             409 => ItemOutcome::Superseded,
-            429 | 500..=599 => ItemOutcome::Retry { status: item.status },
+            429 | 500..=599 => ItemOutcome::Retry {
+                status: item.status,
+            },
             status => ItemOutcome::Failed {
                 status,
                 reason: match (&item.error_type, &item.error_reason) {
@@ -61,14 +63,16 @@ mod tests {
 
     #[test]
     fn maps_every_status_class() {
-        let r = response(r#"{"took":1,"errors":true,"items":[
+        let r = response(
+            r#"{"took":1,"errors":true,"items":[
             {"index":{"_id":"a","status":201}},
             {"index":{"_id":"b","status":200}},
             {"index":{"_id":"c","status":409,"error":{"type":"version_conflict_engine_exception","reason":"v"}}},
             {"index":{"_id":"d","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
             {"index":{"_id":"e","status":503,"error":{"type":"unavailable_shards_exception","reason":"x"}}},
             {"index":{"_id":"f","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [n]"}}}
-        ]}"#);
+        ]}"#,
+        );
         assert_eq!(
             classify(&r, 6).unwrap(),
             vec![
@@ -77,14 +81,18 @@ mod tests {
                 ItemOutcome::Superseded,
                 ItemOutcome::Retry { status: 429 },
                 ItemOutcome::Retry { status: 503 },
-                ItemOutcome::Failed { status: 400, reason: "mapper_parsing_exception: failed to parse field [n]".into() },
+                ItemOutcome::Failed {
+                    status: 400,
+                    reason: "mapper_parsing_exception: failed to parse field [n]".into()
+                },
             ]
         );
     }
 
     #[test]
     fn a_short_answer_is_an_error_not_a_success() {
-        let r = response(r#"{"took":1,"errors":false,"items":[{"index":{"_id":"a","status":201}}]}"#);
+        let r =
+            response(r#"{"took":1,"errors":false,"items":[{"index":{"_id":"a","status":201}}]}"#);
         assert!(classify(&r, 2).is_err());
     }
 

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::adaptive::Concurrency;
 use super::control::{max_docs_per_batch, wait_unpaused, Control, Pacer};
 use super::encode::{Batch, Batcher};
 use super::error::CopyError;
@@ -38,7 +39,10 @@ pub async fn run_pipeline(
 ) -> Result<(), CopyError> {
     let slices: Vec<Slice> = (0..stats.slice_max)
         .filter(|id| !stats.slice(*id).is_done())
-        .map(|id| Slice { id, max: stats.slice_max })
+        .map(|id| Slice {
+            id,
+            max: stats.slice_max,
+        })
         .collect();
     let (tx, mut rx) = mpsc::channel::<SlicePage>(slices.len().max(1) * 2);
     let mut readers = JoinSet::new();
@@ -60,7 +64,11 @@ pub async fn run_pipeline(
         es,
         retry: Arc::new(spec.retry),
         stats: stats.clone(),
-        permits: Arc::new(Semaphore::new(spec.config.max_concurrency as usize)),
+        concurrency: Arc::new(Concurrency::new(
+            2,
+            spec.config.max_concurrency as usize,
+            stats.telemetry.concurrency.clone(),
+        )),
         writers: JoinSet::new(),
         pacer: Pacer::new(),
         cancel: cancel.clone(),
@@ -112,34 +120,45 @@ struct Dispatch {
     es: EsClient,
     retry: Arc<RetryPolicy>,
     stats: Arc<CopyStats>,
-    permits: Arc<Semaphore>,
+    concurrency: Arc<Concurrency>,
     writers: JoinSet<Result<(), CopyError>>,
     pacer: Pacer,
     cancel: CancellationToken,
 }
 
 impl Dispatch {
-    async fn send(&mut self, batch: Batch, control: &mut watch::Receiver<Control>) -> Result<(), CopyError> {
+    async fn send(
+        &mut self,
+        batch: Batch,
+        control: &mut watch::Receiver<Control>,
+    ) -> Result<(), CopyError> {
         tokio::select! {
             unpaused = wait_unpaused(control) => if !unpaused { return Err(CopyError::Cancelled) },
             _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
         }
         let rate = control.borrow().requests_per_second;
-        let wait = self.pacer.reserve(batch.len(), rate, tokio::time::Instant::now());
+        let wait = self
+            .pacer
+            .reserve(batch.len(), rate, tokio::time::Instant::now());
         let permit = tokio::select! {
-            _ = tokio::time::sleep(wait) => {
-                self.permits.clone().acquire_owned().await.expect("the semaphore is never closed")
-            }
+            _ = tokio::time::sleep(wait) => self.concurrency.acquire().await,
             _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
         };
         // Surface a failed writer before starting more work.
         while let Some(joined) = self.writers.try_join_next() {
             joined.map_err(|e| CopyError::Fatal(format!("bulk writer crashed: {e}")))??;
         }
-        let (es, stats, retry, cancel) = (self.es.clone(), self.stats.clone(), self.retry.clone(), self.cancel.clone());
+        let (es, stats, retry, cancel) = (
+            self.es.clone(),
+            self.stats.clone(),
+            self.retry.clone(),
+            self.cancel.clone(),
+        );
+        let concurrency = self.concurrency.clone();
         self.writers.spawn(async move {
-            let _permit = permit;
-            send_batch(&es, batch, &stats, &retry, &cancel).await
+            let result = send_batch(&es, batch, &stats, &retry, &concurrency, &cancel).await;
+            concurrency.release(permit);
+            result
         });
         Ok(())
     }

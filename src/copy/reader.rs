@@ -31,7 +31,9 @@ pub async fn read_slice(
     cancel: CancellationToken,
 ) -> Result<(), EsError> {
     let counters = stats.slice(slice.id);
-    let mut page = es.scroll_start(&source, Some(slice), page_size as usize, keep_alive).await?;
+    let mut page = es
+        .scroll_start(&source, Some(slice), page_size as usize, keep_alive)
+        .await?;
     counters.total.store(page.total.unwrap_or(0), Relaxed);
     let mut scroll_id = page.scroll_id.take();
     let result = async {
@@ -61,7 +63,11 @@ pub async fn read_slice(
     .await;
     if result.is_ok() && !cancel.is_cancelled() && !pages.is_closed() {
         counters.read_done.store(true, Relaxed);
-        debug!(slice = slice.id, read = counters.read.load(Relaxed), "slice read");
+        debug!(
+            slice = slice.id,
+            read = counters.read.load(Relaxed),
+            "slice read"
+        );
     }
     if let Some(id) = scroll_id {
         let _ = es.clear_scroll(&id).await;

@@ -42,7 +42,10 @@ impl Jobs {
             if running.contains_key(name) {
                 return;
             }
-            let handle = Arc::new(CopyHandle::new(self.cancel.child_token(), self.telemetry.for_index(name)));
+            let handle = Arc::new(CopyHandle::new(
+                self.cancel.child_token(),
+                self.telemetry.for_index(name),
+            ));
             running.insert(name.to_owned(), handle.clone());
             handle
         };

@@ -55,7 +55,10 @@ fn apply(status: &TaskStatus, copy: &mut CopyProgress) {
             .map(|f| DocFailure {
                 id: f["id"].as_str().unwrap_or("?").to_owned(),
                 status: f["status"].as_u64().unwrap_or(0) as u16,
-                reason: f["cause"]["reason"].as_str().unwrap_or("unknown").to_owned(),
+                reason: f["cause"]["reason"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_owned(),
             })
             .collect();
     }
@@ -95,7 +98,16 @@ pub(super) async fn run(
             let id = es.start_reindex(&body, "auto", sent_rate).await?;
             info!(index = name, task = %id, "server-side reindex started");
             let recorded = id.clone();
-            save_checkpoint(migrator, name, owner, target, move |c| c.task = Some(recorded.clone()), &handle.control, lease_for).await?;
+            save_checkpoint(
+                migrator,
+                name,
+                owner,
+                target,
+                move |c| c.task = Some(recorded.clone()),
+                &handle.control,
+                lease_for,
+            )
+            .await?;
             id
         }
     };
@@ -104,7 +116,16 @@ pub(super) async fn run(
         let status = es.get_task(&task).await?;
         let due = last_save.elapsed() >= config.checkpoint_interval;
         if due || status.completed {
-            let saved = save_checkpoint(migrator, name, owner, target, |c| apply(&status, c), &handle.control, lease_for).await;
+            let saved = save_checkpoint(
+                migrator,
+                name,
+                owner,
+                target,
+                |c| apply(&status, c),
+                &handle.control,
+                lease_for,
+            )
+            .await;
             if let Err(e @ CopyError::Stopped(..)) = saved {
                 // Rolled back (or taken over): the task must not go on writing.
                 let _ = es.cancel_task(&task).await;
@@ -131,9 +152,16 @@ pub(super) async fn run(
     }
 }
 
-async fn finish(migrator: &Migrator, name: &str, owner: &str, status: &TaskStatus) -> Result<IndexState, CopyError> {
+async fn finish(
+    migrator: &Migrator,
+    name: &str,
+    owner: &str,
+    status: &TaskStatus,
+) -> Result<IndexState, CopyError> {
     if let Some(error) = &status.error {
-        return Err(CopyError::Fatal(format!("the server-side reindex failed: {error}")));
+        return Err(CopyError::Fatal(format!(
+            "the server-side reindex failed: {error}"
+        )));
     }
     let c = counters(status);
     if let Some(first) = c["failures"].as_array().and_then(|f| f.first()) {
@@ -150,7 +178,11 @@ async fn finish(migrator: &Migrator, name: &str, owner: &str, status: &TaskStatu
             copy.finished_at = Some(chrono::Utc::now());
         })
         .await?;
-    info!(index = name, phase = state.phase.name(), "server-side copy finished");
+    info!(
+        index = name,
+        phase = state.phase.name(),
+        "server-side copy finished"
+    );
     Ok(state)
 }
 
@@ -167,7 +199,10 @@ mod tests {
         .unwrap();
         let mut copy = CopyProgress::new(crate::config::CopyEngine::Server, 0, chrono::Utc::now());
         apply(&running, &mut copy);
-        assert_eq!((copy.total, copy.copied, copy.superseded, copy.failed), (10, 4, 1, 0));
+        assert_eq!(
+            (copy.total, copy.copied, copy.superseded, copy.failed),
+            (10, 4, 1, 0)
+        );
         let done: TaskStatus = serde_json::from_value(json!({
             "completed": true,
             "task": {"status": {"total": 10, "created": 4}},
@@ -176,6 +211,12 @@ mod tests {
         .unwrap();
         apply(&done, &mut copy);
         assert_eq!((copy.total, copy.copied, copy.superseded), (10, 8, 2));
-        assert_eq!(rate(&Control { paused: true, requests_per_second: Some(5.0) }), Some(PAUSED_RATE));
+        assert_eq!(
+            rate(&Control {
+                paused: true,
+                requests_per_second: Some(5.0)
+            }),
+            Some(PAUSED_RATE)
+        );
     }
 }

@@ -26,7 +26,8 @@ impl SliceStats {
 
     /// Every document of the slice was read and has an outcome.
     pub fn is_done(&self) -> bool {
-        self.done_before || (self.read_done.load(Relaxed) && self.accounted() == self.read.load(Relaxed))
+        self.done_before
+            || (self.read_done.load(Relaxed) && self.accounted() == self.read.load(Relaxed))
     }
 }
 
@@ -139,8 +140,24 @@ mod tests {
     fn resume_keeps_finished_slices_and_restarts_the_rest() {
         let mut copy = CopyProgress::new(CopyEngine::Client, 0, chrono::Utc::now());
         copy.slices = plan_slices(2);
-        copy.slices[0] = SliceCheckpoint { id: 0, max: 2, done: true, total: 10, copied: 9, superseded: 1, failed: 0 };
-        copy.slices[1] = SliceCheckpoint { id: 1, max: 2, done: false, total: 7, copied: 3, superseded: 0, failed: 0 };
+        copy.slices[0] = SliceCheckpoint {
+            id: 0,
+            max: 2,
+            done: true,
+            total: 10,
+            copied: 9,
+            superseded: 1,
+            failed: 0,
+        };
+        copy.slices[1] = SliceCheckpoint {
+            id: 1,
+            max: 2,
+            done: false,
+            total: 7,
+            copied: 3,
+            superseded: 0,
+            failed: 0,
+        };
         let stats = CopyStats::resume(&copy, crate::copy::Telemetry::default().for_index("t"));
         assert!(stats.slice(0).is_done());
         assert!(!stats.slice(1).is_done());
@@ -149,13 +166,30 @@ mod tests {
         stats.slice(1).read_done.store(true, Relaxed);
         stats.slice(1).copied.store(2, Relaxed);
         stats.slice(1).superseded.store(4, Relaxed);
-        stats.record_failure(1, DocFailure { id: "x".into(), status: 400, reason: "bad".into() });
-        stats.record_failure(1, DocFailure { id: "x".into(), status: 400, reason: "bad".into() });
+        stats.record_failure(
+            1,
+            DocFailure {
+                id: "x".into(),
+                status: 400,
+                reason: "bad".into(),
+            },
+        );
+        stats.record_failure(
+            1,
+            DocFailure {
+                id: "x".into(),
+                status: 400,
+                reason: "bad".into(),
+            },
+        );
         assert!(!stats.slice(1).is_done(), "7 read, 8 accounted");
         stats.slice(1).failed.store(1, Relaxed);
         assert!(stats.all_done());
         stats.apply(&mut copy);
-        assert_eq!((copy.total, copy.copied, copy.superseded, copy.failed), (17, 11, 5, 1));
+        assert_eq!(
+            (copy.total, copy.copied, copy.superseded, copy.failed),
+            (17, 11, 5, 1)
+        );
         assert_eq!(copy.failures.len(), 1);
         assert!(copy.slices.iter().all(|s| s.done));
     }

@@ -62,10 +62,15 @@ pub struct IndexTelemetry {
 
 impl Telemetry {
     pub fn for_index(&self, index: &str) -> IndexTelemetry {
-        let label = IndexLabel { index: index.to_owned() };
+        let label = IndexLabel {
+            index: index.to_owned(),
+        };
         let bulk = |outcome| {
             self.bulk_requests
-                .get_or_create(&BulkLabels { index: index.to_owned(), outcome })
+                .get_or_create(&BulkLabels {
+                    index: index.to_owned(),
+                    outcome,
+                })
                 .clone()
         };
         IndexTelemetry {

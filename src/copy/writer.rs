@@ -7,6 +7,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
+use super::adaptive::Concurrency;
 use super::encode::Batch;
 use super::error::CopyError;
 use super::outcome::{classify, retryable_status, ItemOutcome};
@@ -46,6 +47,7 @@ pub async fn send_batch(
     mut batch: Batch,
     stats: &CopyStats,
     policy: &RetryPolicy,
+    concurrency: &Concurrency,
     cancel: &CancellationToken,
 ) -> Result<(), CopyError> {
     let mut delays = policy.delays();
@@ -53,9 +55,12 @@ pub async fn send_batch(
     loop {
         attempts += 1;
         let started = std::time::Instant::now();
-        let answer = es.bulk(batch.body.clone(), None, Some(policy.request_timeout)).await;
+        let answer = es
+            .bulk(batch.body.clone(), None, Some(policy.request_timeout))
+            .await;
+        let latency = started.elapsed();
         let t = &stats.telemetry;
-        t.bulk_duration.observe(started.elapsed().as_secs_f64());
+        t.bulk_duration.observe(latency.as_secs_f64());
         let (retry, last) = match answer {
             Ok(response) => {
                 let outcomes = classify(&response, batch.len()).map_err(CopyError::Fatal)?;
@@ -80,18 +85,28 @@ pub async fn send_batch(
                         }
                         ItemOutcome::Failed { status, reason } => stats.record_failure(
                             doc.slice,
-                            DocFailure { id: doc.id.clone(), status, reason },
+                            DocFailure {
+                                id: doc.id.clone(),
+                                status,
+                                reason,
+                            },
                         ),
                     }
                 }
+                concurrency.feedback(retry.is_empty().then_some(latency));
                 if retry.is_empty() {
-                    let counter = if attempts > 1 { &t.bulk_retried } else { &t.bulk_ok };
+                    let counter = if attempts > 1 {
+                        &t.bulk_retried
+                    } else {
+                        &t.bulk_ok
+                    };
                     counter.inc();
                     return Ok(());
                 }
                 (retry, last)
             }
             Err(e) if transient(&e) => {
+                concurrency.feedback(None);
                 t.bulk_errors.inc();
                 if e.status() == Some(429) {
                     t.rejections.inc();
@@ -100,7 +115,9 @@ pub async fn send_batch(
             }
             Err(e) => {
                 t.bulk_errors.inc();
-                return Err(CopyError::Fatal(format!("the cluster refused a bulk request: {e}")));
+                return Err(CopyError::Fatal(format!(
+                    "the cluster refused a bulk request: {e}"
+                )));
             }
         };
         let Some(delay) = delays.next() else {

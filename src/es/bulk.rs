@@ -86,7 +86,13 @@ impl EsClient {
     ) -> Result<BulkResponse, EsError> {
         let query: Vec<(&str, &str)> = refresh.map(|r| ("refresh", r)).into_iter().collect();
         let bytes = self
-            .send_ok(Method::Post, "/_bulk", &query, Some(Body::NdJson(body)), timeout)
+            .send_ok(
+                Method::Post,
+                "/_bulk",
+                &query,
+                Some(Body::NdJson(body)),
+                timeout,
+            )
             .await?;
         BulkResponse::parse(&bytes).map_err(|e| EsError::Decode {
             call: "POST /_bulk".into(),

@@ -83,10 +83,17 @@ impl EsClient {
         let (seq, term);
         let query: Vec<(&str, &str)> = match condition {
             WriteCondition::Absent => vec![("op_type", "create"), ("refresh", "true")],
-            WriteCondition::At { seq_no, primary_term } => {
+            WriteCondition::At {
+                seq_no,
+                primary_term,
+            } => {
                 seq = seq_no.to_string();
                 term = primary_term.to_string();
-                vec![("if_seq_no", &seq), ("if_primary_term", &term), ("refresh", "true")]
+                vec![
+                    ("if_seq_no", &seq),
+                    ("if_primary_term", &term),
+                    ("refresh", "true"),
+                ]
             }
         };
         let written: WriteResponse = self
@@ -95,9 +102,34 @@ impl EsClient {
         Ok((written.seq_no, written.primary_term))
     }
 
+    /// Deletes a document only if it is still at `seq_no`/`primary_term`.
+    pub async fn delete_doc(
+        &self,
+        index: &str,
+        id: &str,
+        seq_no: i64,
+        primary_term: i64,
+    ) -> Result<(), EsError> {
+        let path = format!("/{}/_doc/{}", seg(index), seg(id));
+        let (seq, term) = (seq_no.to_string(), primary_term.to_string());
+        let query = [
+            ("if_seq_no", seq.as_str()),
+            ("if_primary_term", term.as_str()),
+            ("refresh", "true"),
+        ];
+        self.send_ok(Method::Delete, &path, &query, None, None)
+            .await
+            .map(drop)
+    }
+
     /// Sources of up to `size` documents of `index`, sorted by `_id`'s
     /// stored twin `sort_field`; empty when the index is missing.
-    pub async fn all_docs(&self, index: &str, sort_field: &str, size: u32) -> Result<Vec<Value>, EsError> {
+    pub async fn all_docs(
+        &self,
+        index: &str,
+        sort_field: &str,
+        size: u32,
+    ) -> Result<Vec<Value>, EsError> {
         #[derive(Deserialize)]
         struct Hits {
             hits: Vec<HitSource>,

@@ -143,10 +143,21 @@ impl EsClient {
 
 impl EsClient {
     /// Waits until `index`'s primaries are active (health yellow or green).
-    pub async fn wait_for_index(&self, index: &str, timeout: std::time::Duration) -> Result<(), EsError> {
+    pub async fn wait_for_index(
+        &self,
+        index: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), EsError> {
         let path = format!("/_cluster/health/{}", super::seg(index));
         let secs = format!("{}s", timeout.as_secs().max(1));
-        let query = [("wait_for_status", "yellow"), ("timeout", secs.as_str())];
+        // A new index's first primary may report yellow while still
+        // initialising: wait for it to be active too.
+        let query = [
+            ("wait_for_status", "yellow"),
+            ("wait_for_active_shards", "1"),
+            ("wait_for_no_initializing_shards", "true"),
+            ("timeout", secs.as_str()),
+        ];
         #[derive(Deserialize)]
         struct Health {
             timed_out: bool,

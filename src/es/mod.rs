@@ -170,7 +170,10 @@ impl EsClient {
             None => None,
             Some(Body::Json(b)) => Some(b),
             Some(Body::NdJson(b)) => {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-ndjson"),
+                );
                 Some(b)
             }
         };

@@ -110,7 +110,11 @@ impl EsClient {
     }
 
     /// The next page of a scroll; an empty page means the slice is done.
-    pub async fn scroll_next(&self, scroll_id: &str, keep_alive: Duration) -> Result<Page, EsError> {
+    pub async fn scroll_next(
+        &self,
+        scroll_id: &str,
+        keep_alive: Duration,
+    ) -> Result<Page, EsError> {
         let body = json!({"scroll": secs(keep_alive), "scroll_id": scroll_id});
         self.search_page("/_search/scroll", &[], &body).await
     }
@@ -124,7 +128,12 @@ impl EsClient {
             .await?;
         match status {
             200 | 404 => Ok(()),
-            _ => Err(super::status_error(Method::Delete, "/_search/scroll", status, &bytes)),
+            _ => Err(super::status_error(
+                Method::Delete,
+                "/_search/scroll",
+                status,
+                &bytes,
+            )),
         }
     }
 
@@ -233,7 +242,10 @@ mod tests {
         let r: SearchResponse = serde_json::from_slice(body).unwrap();
         assert_eq!(r.scroll_id.as_deref(), Some("abc"));
         let hits = r.hits.hits;
-        assert_eq!(hits[0].source.as_ref().unwrap().get(), r#"{"b": 1.50, "a":"x"}"#);
+        assert_eq!(
+            hits[0].source.as_ref().unwrap().get(),
+            r#"{"b": 1.50, "a":"x"}"#
+        );
         assert_eq!(hits[0].routing.as_deref(), Some("r"));
         assert_eq!(hits[1].routing, None);
         assert!(matches!(r.hits.total, Some(Total::Object { value: 2 })));

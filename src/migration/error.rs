@@ -24,15 +24,25 @@ pub enum MigrationError {
     Mapping(#[from] MappingError),
     #[error("the cluster rejected the new index {index}: {source}")]
     MappingRejected { index: String, source: EsError },
+    /// A request that makes no sense whatever the state (a name twice).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Cluster(#[from] EsError),
 }
 
 impl MigrationError {
+    /// The cluster refused to create an index because one of that name exists.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, MigrationError::Cluster(e) if e.error_type() == Some("resource_already_exists_exception"))
+    }
+
     /// True when the cluster could not be reached: report 503, not a bad request.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            MigrationError::Cluster(e) | MigrationError::MappingRejected { source: e, .. } => e.is_unavailable(),
+            MigrationError::Cluster(e) | MigrationError::MappingRejected { source: e, .. } => {
+                e.is_unavailable()
+            }
             _ => false,
         }
     }

@@ -70,8 +70,17 @@ impl Migrator {
                 entry.live_index = Some(live);
                 if entry.action != "error" {
                     (entry.action, entry.detail) = match stored.state.phase.name() {
-                        "live" | "flipped" if entry.live_sha256 == entry.mapping_sha256 => ("up-to-date", "the live generation was built from this mapping file".into()),
-                        "live" | "flipped" => ("reindex", format!("{} differs from the live generation", index.mapping.display())),
+                        "live" | "flipped" if entry.live_sha256 == entry.mapping_sha256 => (
+                            "up-to-date",
+                            "the live generation was built from this mapping file".into(),
+                        ),
+                        "live" | "flipped" => (
+                            "reindex",
+                            format!(
+                                "{} differs from the live generation",
+                                index.mapping.display()
+                            ),
+                        ),
                         phase => ("in-progress", format!("a migration is {phase}")),
                     };
                 }

@@ -49,7 +49,9 @@ impl MappingFile {
             detail: e.to_string(),
         })?;
         let Value::Object(mut top) = value else {
-            return Err(shape("expected an object {\"settings\": {...}, \"mappings\": {...}}".into()));
+            return Err(shape(
+                "expected an object {\"settings\": {...}, \"mappings\": {...}}".into(),
+            ));
         };
         if let Some(key) = top.keys().find(|k| *k != "settings" && *k != "mappings") {
             return Err(shape(format!("unexpected key {key:?}: only \"settings\" and \"mappings\" are allowed (aliases are reindexd's)")));
@@ -75,7 +77,12 @@ impl MappingFile {
     /// The create-index body of generation `index`: the file's settings and
     /// mappings, `_meta.reindexd` marking it as ours, and `extra_settings`
     /// (bulk-load settings) on top.
-    pub fn create_body(&self, logical: &str, created_at: DateTime<Utc>, extra_settings: &Map<String, Value>) -> Value {
+    pub fn create_body(
+        &self,
+        logical: &str,
+        created_at: DateTime<Utc>,
+        extra_settings: &Map<String, Value>,
+    ) -> Value {
         let mut mappings = self.mappings.clone();
         let meta = mappings.entry("_meta").or_insert_with(|| json!({}));
         if let Value::Object(meta) = meta {
@@ -97,14 +104,24 @@ impl MappingFile {
         let mut flat = Map::new();
         flatten("", &self.settings, &mut flat);
         flat.into_iter()
-            .map(|(k, v)| if k.starts_with("index.") { (k, v) } else { (format!("index.{k}"), v) })
+            .map(|(k, v)| {
+                if k.starts_with("index.") {
+                    (k, v)
+                } else {
+                    (format!("index.{k}"), v)
+                }
+            })
             .collect()
     }
 }
 
 fn flatten(prefix: &str, object: &Map<String, Value>, out: &mut Map<String, Value>) {
     for (key, value) in object {
-        let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         match value {
             Value::Object(inner) => flatten(&key, inner, out),
             other => {
@@ -130,7 +147,14 @@ mod tests {
     fn accepts_settings_and_mappings() {
         let m = parse(r#"{"settings":{"number_of_shards":2},"mappings":{"properties":{"t":{"type":"text"}}}}"#).unwrap();
         assert_eq!(m.sha256.len(), 64);
-        let body = m.create_body("wiki", DateTime::UNIX_EPOCH, &json!({"index.refresh_interval": "-1"}).as_object().unwrap().clone());
+        let body = m.create_body(
+            "wiki",
+            DateTime::UNIX_EPOCH,
+            &json!({"index.refresh_interval": "-1"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
         assert_eq!(body["settings"]["index.number_of_shards"], 2);
         assert_eq!(body["settings"]["index.refresh_interval"], "-1");
         assert_eq!(body["mappings"]["_meta"]["reindexd"]["sha256"], m.sha256);
@@ -143,15 +167,24 @@ mod tests {
         let flat = m.flat_settings();
         assert_eq!(flat["index.number_of_shards"], 2);
         assert_eq!(flat["index.refresh_interval"], "5s");
-        assert_eq!(flat["index.analysis.analyzer.a.filter"], json!(["lowercase"]));
+        assert_eq!(
+            flat["index.analysis.analyzer.a.filter"],
+            json!(["lowercase"])
+        );
     }
 
     #[test]
     fn refuses_bad_shapes() {
         assert!(matches!(parse("{"), Err(MappingError::NotJson { .. })));
         assert!(matches!(parse("[]"), Err(MappingError::Shape { .. })));
-        assert!(parse(r#"{"settings":{}}"#).unwrap_err().to_string().contains("\"mappings\" is missing"));
-        assert!(parse(r#"{"mappings":{},"aliases":{}}"#).unwrap_err().to_string().contains("\"aliases\""));
+        assert!(parse(r#"{"settings":{}}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("\"mappings\" is missing"));
+        assert!(parse(r#"{"mappings":{},"aliases":{}}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("\"aliases\""));
         assert!(parse(r#"{"mappings":[]}"#).is_err());
     }
 }

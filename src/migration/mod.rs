@@ -13,6 +13,7 @@ mod names;
 mod ops;
 mod phase;
 mod progress;
+mod stage1;
 mod store;
 mod view;
 

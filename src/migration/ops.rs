@@ -61,9 +61,12 @@ impl Migrator {
         &self.alias_changes
     }
 
-    fn count_alias_change(&self, index: &str, kind: &'static str) {
+    pub(super) fn count_alias_change(&self, index: &str, kind: &'static str) {
         self.alias_changes
-            .get_or_create(&AliasChangeLabels { index: index.to_owned(), kind })
+            .get_or_create(&AliasChangeLabels {
+                index: index.to_owned(),
+                kind,
+            })
             .inc();
     }
 
@@ -100,20 +103,20 @@ impl Migrator {
 
     /// Creates the first generation and both aliases. Idempotent: an index
     /// already initialised is returned as it is, after checking its aliases.
+    /// The state document is claimed first (create-only), so of two
+    /// concurrent inits one wins and the other gets `Conflict`.
     pub async fn init(&self, name: &str) -> Result<IndexState, MigrationError> {
         let mapping = MappingFile::load(&self.index_config(name)?.mapping)?;
         self.store.ensure_index().await?;
         if let Some(stored) = self.store.get(name).await? {
-            self.verify_aliases(&stored.state).await?;
-            return Ok(stored.state);
+            return self.complete_init(&stored, &mapping, false).await;
         }
         let names = self.names(name);
         let (read, write) = (names.read_alias(), names.write_alias());
         let links = self.es.get_aliases(&format!("{read},{write}")).await?;
         if !links.is_empty() {
             return Err(MigrationError::AliasConflict(format!(
-                "cannot init {name}: {} already exist ({}) but {name} has no reindexd state; remove them or use other names",
-                describe_aliases(&[&read, &write]),
+                "cannot init {name}: {read} or {write} already exist ({}) but {name} has no reindexd state; remove them or use other names",
                 links.iter().map(|l| format!("{} -> {}", l.alias, l.index)).collect::<Vec<_>>().join(", ")
             )));
         }
@@ -126,81 +129,51 @@ impl Migrator {
         }
         let now = Utc::now();
         let index = self.free_generation_name(&names, now, None).await?;
-        let mut body = mapping.create_body(name, now, &Map::new());
-        body["aliases"] = json!({ &read: {}, &write: {"is_write_index": true} });
-        self.create_generation(&index, &body).await?;
-        match self.store.create_state(IndexState::new(name, &index, now)).await {
-            Ok(stored) => {
-                info!(index = name, generation = %index, "initialised");
-                Ok(stored.state)
-            }
-            Err(e) => {
-                self.delete_quietly(&index).await;
-                Err(e)
-            }
-        }
+        let claimed = self
+            .store
+            .create_state(IndexState::new(name, &index, now))
+            .await?;
+        self.complete_init(&claimed, &mapping, true).await
     }
 
-    /// Stage 1: creates the next generation from the mapping file with
-    /// bulk-load settings and moves the write alias to it. The copy itself
-    /// is run by the caller.
-    pub async fn reindex(&self, name: &str) -> Result<IndexState, MigrationError> {
-        let index_config = self.index_config(name)?;
-        let mapping = MappingFile::load(&index_config.mapping)?;
-        let stored = self.load(name).await?;
-        let Phase::Live { index: source } = &stored.state.phase else {
-            return Err(IllegalTransition {
-                name: name.to_owned(),
-                action: Action::Reindex,
-                phase: stored.state.phase.name(),
-                detail: None,
-            }
-            .into());
+    /// Makes sure the generation of a `live` state exists with both aliases:
+    /// creates it when an init claimed the state but did not get further.
+    /// A fresh claim whose index the cluster refuses is given up again.
+    async fn complete_init(
+        &self,
+        stored: &Stored,
+        mapping: &MappingFile,
+        fresh: bool,
+    ) -> Result<IndexState, MigrationError> {
+        let state = &stored.state;
+        let Phase::Live { index } = &state.phase else {
+            self.verify_aliases(state).await?;
+            return Ok(state.clone());
         };
-        self.verify_aliases(&stored.state).await?;
-        let now = Utc::now();
-        let names = self.names(name);
-        let target = self.free_generation_name(&names, now, Some(source)).await?;
-
-        let copy_config = &self.config.copy;
-        let file_settings = mapping.flat_settings();
-        let saved: Map<String, Value> = BULK_SETTING_KEYS
-            .iter()
-            .map(|k| (k.to_string(), file_settings.get(*k).cloned().unwrap_or(Value::Null)))
-            .collect();
-        let bulk: Map<String, Value> = [
-            ("index.refresh_interval", json!("-1")),
-            ("index.number_of_replicas", json!(0)),
-            ("index.gc_deletes", json!(format!("{}s", copy_config.gc_deletes.as_secs()))),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        self.create_generation(&target, &mapping.create_body(name, now, &bulk)).await?;
-
-        let mut copy = CopyProgress::new(index_config.engine, 0, now);
-        copy.saved_settings = saved;
-        copy.requests_per_second = copy_config.requests_per_second;
-        let next = stored.state.start_copy(&target, copy, now)?;
-        let written = match self.store.replace(&stored, next).await {
-            Ok(w) => w,
-            Err(e) => {
-                self.delete_quietly(&target).await;
-                return Err(e);
-            }
-        };
-        let actions = [
-            remove(source, &names.write_alias()),
-            add(&target, &names.write_alias(), Some(true)),
-        ];
-        if let Err(e) = self.es.update_aliases(&actions).await {
-            self.revert(&written, stored.state).await;
-            self.delete_quietly(&target).await;
-            return Err(e.into());
+        if self.es.index_exists(index).await? {
+            self.verify_aliases(state).await?;
+            return Ok(state.clone());
         }
-        self.count_alias_change(name, "write");
-        info!(index = name, source = %source, target = %target, "stage 1: write alias moved to the new generation");
-        Ok(written.state)
+        let names = self.names(&state.name);
+        let mut body = mapping.create_body(&state.name, state.updated_at, &Map::new());
+        body["aliases"] =
+            json!({ names.read_alias(): {}, names.write_alias(): {"is_write_index": true} });
+        if let Err(e) = self.create_generation(index, &body).await {
+            if e.is_already_exists() && !fresh {
+                // Another client is completing the same init right now.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                self.verify_aliases(state).await?;
+                return Ok(state.clone());
+            }
+            if fresh {
+                if let Err(undo) = self.store.delete(stored).await {
+                    warn!(index = %state.name, error = %undo, "could not remove the state of a failed init");
+                }
+            }
+            return Err(e);
+        }
+        info!(index = %state.name, generation = %index, "initialised");
+        Ok(state.clone())
     }
 
     /// Stage 2: moves the read alias to the new generation.
@@ -255,7 +228,11 @@ impl Migrator {
             }
         }
         if let Some(settings) = restore {
-            if let Err(e) = self.es.put_settings(&abandoned, &Value::Object(settings)).await {
+            if let Err(e) = self
+                .es
+                .put_settings(&abandoned, &Value::Object(settings))
+                .await
+            {
                 warn!(index = name, generation = %abandoned, error = %e, "could not restore the abandoned generation's settings");
             }
         }
@@ -268,7 +245,9 @@ impl Migrator {
     /// rollbacks. Refused while any alias points at one of them.
     pub async fn cleanup(&self, name: &str) -> Result<(IndexState, Vec<String>), MigrationError> {
         let stored = self.load(name).await?;
-        let (next, doomed) = stored.state.cleanup(self.config.migration.retention, Utc::now())?;
+        let (next, doomed) = stored
+            .state
+            .cleanup(self.config.migration.retention, Utc::now())?;
         for index in &doomed {
             let links: Vec<AliasEntry> = self.aliases_of(index).await?;
             if !links.is_empty() {
@@ -278,7 +257,11 @@ impl Migrator {
                     phase: stored.state.phase.name(),
                     detail: Some(format!(
                         "{index} is still behind {}",
-                        links.iter().map(|l| l.alias.as_str()).collect::<Vec<_>>().join(", ")
+                        links
+                            .iter()
+                            .map(|l| l.alias.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 }
                 .into());
@@ -305,15 +288,28 @@ impl Migrator {
         finish: impl Fn(&mut CopyProgress),
     ) -> Result<IndexState, MigrationError> {
         let stored = self.load(name).await?;
-        let Phase::Copying { source, target, copy } = &stored.state.phase else {
-            return Err(IllegalTransition { name: name.to_owned(), action: Action::Reindex, phase: stored.state.phase.name(), detail: Some("the copy was stopped".into()) }.into());
+        let Phase::Copying {
+            source,
+            target,
+            copy,
+        } = &stored.state.phase
+        else {
+            return Err(IllegalTransition {
+                name: name.to_owned(),
+                action: Action::Reindex,
+                phase: stored.state.phase.name(),
+                detail: Some("the copy was stopped".into()),
+            }
+            .into());
         };
         if copy.lease.as_ref().is_some_and(|l| l.owner != owner) {
             return Err(MigrationError::Conflict(name.to_owned()));
         }
         let mut copy = copy.clone();
         finish(&mut copy);
-        self.es.put_settings(target, &Value::Object(copy.saved_settings.clone())).await?;
+        self.es
+            .put_settings(target, &Value::Object(copy.saved_settings.clone()))
+            .await?;
         copy.settings_restored = true;
         self.es.refresh(target).await?;
         copy.lease = None;
@@ -326,7 +322,10 @@ impl Migrator {
                 copy.total,
                 self.names(name).write_alias()
             );
-            stored.state.update_copy(Action::Reindex, |c| *c = copy.clone(), now)?.fail_copy(reason, now)?
+            stored
+                .state
+                .update_copy(Action::Reindex, |c| *c = copy.clone(), now)?
+                .fail_copy(reason, now)?
         } else {
             stored.state.finish_copy(copy, now)?
         };
@@ -334,7 +333,12 @@ impl Migrator {
     }
 
     /// Moves a running copy to `failed` with `reason`.
-    pub async fn fail_copy(&self, name: &str, owner: &str, reason: &str) -> Result<IndexState, MigrationError> {
+    pub async fn fail_copy(
+        &self,
+        name: &str,
+        owner: &str,
+        reason: &str,
+    ) -> Result<IndexState, MigrationError> {
         let stored = self.load(name).await?;
         if let Phase::Copying { copy, .. } = &stored.state.phase {
             if copy.lease.as_ref().is_some_and(|l| l.owner != owner) {
@@ -377,10 +381,21 @@ impl Migrator {
         let names = self.names(&state.name);
         let (read, write) = (names.read_alias(), names.write_alias());
         let links = self.es.get_aliases(&format!("{read},{write}")).await?;
-        for (alias, expected) in [(&read, state.phase.read_index()), (&write, state.phase.write_index())] {
-            let on: Vec<&str> = links.iter().filter(|l| &l.alias == alias).map(|l| l.index.as_str()).collect();
+        for (alias, expected) in [
+            (&read, state.phase.read_index()),
+            (&write, state.phase.write_index()),
+        ] {
+            let on: Vec<&str> = links
+                .iter()
+                .filter(|l| &l.alias == alias)
+                .map(|l| l.index.as_str())
+                .collect();
             if on != [expected] {
-                let found = if on.is_empty() { "nothing".to_owned() } else { on.join(" and ") };
+                let found = if on.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    on.join(" and ")
+                };
                 return Err(MigrationError::AliasConflict(format!(
                     "{alias} points at {found}, but {} is {} and expects it on exactly {expected}; nothing was changed. \
                      Fix the alias by hand, or run `reindexd rollback {}` if a migration is under way",
@@ -406,7 +421,12 @@ impl Migrator {
 
     /// Writes `next` then applies `actions`; if the aliases cannot move,
     /// the state is put back and the alias error returned.
-    async fn transition(&self, stored: &Stored, next: IndexState, actions: &[AliasAction]) -> Result<IndexState, MigrationError> {
+    pub(super) async fn transition(
+        &self,
+        stored: &Stored,
+        next: IndexState,
+        actions: &[AliasAction],
+    ) -> Result<IndexState, MigrationError> {
         let written = self.store.replace(stored, next).await?;
         if let Err(e) = self.es.update_aliases(actions).await {
             self.revert(&written, stored.state.clone()).await;
@@ -415,17 +435,26 @@ impl Migrator {
         Ok(written.state)
     }
 
-    async fn revert(&self, written: &Stored, previous: IndexState) {
+    pub(super) async fn revert(&self, written: &Stored, previous: IndexState) {
         let name = previous.name.clone();
         if let Err(e) = self.store.replace(written, previous).await {
             warn!(index = %name, error = %e, "could not put the state back after a failed alias change; check `reindexd status`");
         }
     }
 
-    async fn create_generation(&self, index: &str, body: &Value) -> Result<(), MigrationError> {
+    pub(super) async fn create_generation(
+        &self,
+        index: &str,
+        body: &Value,
+    ) -> Result<(), MigrationError> {
         match self.es.create_index(index, body).await {
             Ok(()) => Ok(()),
-            Err(e) if e.is_unavailable() => Err(e.into()),
+            Err(e)
+                if e.is_unavailable()
+                    || e.error_type() == Some("resource_already_exists_exception") =>
+            {
+                Err(e.into())
+            }
             Err(e @ EsError::Status { status: 400, .. }) => Err(MigrationError::MappingRejected {
                 index: index.to_owned(),
                 source: e,
@@ -436,7 +465,12 @@ impl Migrator {
 
     /// A generation name at `now`, moved forward a second at a time past
     /// names already taken (two generations within one second).
-    async fn free_generation_name(&self, names: &Names, now: DateTime<Utc>, current: Option<&str>) -> Result<String, MigrationError> {
+    pub(super) async fn free_generation_name(
+        &self,
+        names: &Names,
+        now: DateTime<Utc>,
+        current: Option<&str>,
+    ) -> Result<String, MigrationError> {
         let mut at = now;
         if let Some(t) = current.and_then(|c| names.generation_time(c)) {
             at = at.max(t + chrono::Duration::seconds(1));
@@ -450,7 +484,7 @@ impl Migrator {
         }
     }
 
-    async fn delete_quietly(&self, index: &str) {
+    pub(super) async fn delete_quietly(&self, index: &str) {
         if let Err(e) = self.es.delete_index(index).await {
             if !e.is_not_found() {
                 warn!(generation = %index, error = %e, "could not delete a generation made by a refused operation");
@@ -459,7 +493,7 @@ impl Migrator {
     }
 }
 
-fn add(index: &str, alias: &str, is_write_index: Option<bool>) -> AliasAction {
+pub(super) fn add(index: &str, alias: &str, is_write_index: Option<bool>) -> AliasAction {
     AliasAction::Add {
         index: index.to_owned(),
         alias: alias.to_owned(),
@@ -468,14 +502,10 @@ fn add(index: &str, alias: &str, is_write_index: Option<bool>) -> AliasAction {
 }
 
 /// A removal that fails the whole request if the link is already gone.
-fn remove(index: &str, alias: &str) -> AliasAction {
+pub(super) fn remove(index: &str, alias: &str) -> AliasAction {
     AliasAction::Remove {
         index: index.to_owned(),
         alias: alias.to_owned(),
         must_exist: Some(true),
     }
-}
-
-fn describe_aliases(aliases: &[&String]) -> String {
-    aliases.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" or ")
 }

@@ -124,7 +124,9 @@ impl Phase {
     pub fn read_index(&self) -> &str {
         match self {
             Phase::Live { index } | Phase::Flipped { index, .. } => index,
-            Phase::Copying { source, .. } | Phase::Ready { source, .. } | Phase::Failed { source, .. } => source,
+            Phase::Copying { source, .. }
+            | Phase::Ready { source, .. }
+            | Phase::Failed { source, .. } => source,
         }
     }
 
@@ -132,7 +134,9 @@ impl Phase {
     pub fn write_index(&self) -> &str {
         match self {
             Phase::Live { index } | Phase::Flipped { index, .. } => index,
-            Phase::Copying { target, .. } | Phase::Ready { target, .. } | Phase::Failed { target, .. } => target,
+            Phase::Copying { target, .. }
+            | Phase::Ready { target, .. }
+            | Phase::Failed { target, .. } => target,
         }
     }
 
@@ -178,7 +182,12 @@ impl IndexState {
     }
 
     /// Stage 1: `Live(A)` → `Copying(A → target)`.
-    pub fn start_copy(&self, target: &str, copy: CopyProgress, now: DateTime<Utc>) -> Result<IndexState, IllegalTransition> {
+    pub fn start_copy(
+        &self,
+        target: &str,
+        copy: CopyProgress,
+        now: DateTime<Utc>,
+    ) -> Result<IndexState, IllegalTransition> {
         let Phase::Live { index } = &self.phase else {
             return Err(self.illegal(Action::Reindex, None));
         };
@@ -194,21 +203,43 @@ impl IndexState {
 
     /// Copy finished: `Copying` → `Ready` when every document is accounted
     /// for and none failed (or failures are accepted), `Failed` otherwise.
-    pub fn finish_copy(&self, copy: CopyProgress, now: DateTime<Utc>) -> Result<IndexState, IllegalTransition> {
+    pub fn finish_copy(
+        &self,
+        copy: CopyProgress,
+        now: DateTime<Utc>,
+    ) -> Result<IndexState, IllegalTransition> {
         let Phase::Copying { source, target, .. } = &self.phase else {
             return Err(self.illegal(Action::Accept, Some("no copy is running".into())));
         };
         let (source, target) = (source.clone(), target.clone());
         let phase = match copy.verdict() {
-            Ok(()) => Phase::Ready { source, target, copy },
-            Err(reason) => Phase::Failed { source, target, copy, reason },
+            Ok(()) => Phase::Ready {
+                source,
+                target,
+                copy,
+            },
+            Err(reason) => Phase::Failed {
+                source,
+                target,
+                copy,
+                reason,
+            },
         };
         Ok(self.with(phase, now))
     }
 
     /// The copy stopped on an error it cannot get past.
-    pub fn fail_copy(&self, reason: String, now: DateTime<Utc>) -> Result<IndexState, IllegalTransition> {
-        let Phase::Copying { source, target, copy } = &self.phase else {
+    pub fn fail_copy(
+        &self,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<IndexState, IllegalTransition> {
+        let Phase::Copying {
+            source,
+            target,
+            copy,
+        } = &self.phase
+        else {
             return Err(self.illegal(Action::Accept, Some("no copy is running".into())));
         };
         Ok(self.with(
@@ -227,16 +258,40 @@ impl IndexState {
     /// is stored so the copy ends `Ready`.
     pub fn accept_failures(&self, now: DateTime<Utc>) -> Result<IndexState, IllegalTransition> {
         match &self.phase {
-            Phase::Copying { source, target, copy } => {
+            Phase::Copying {
+                source,
+                target,
+                copy,
+            } => {
                 let mut copy = copy.clone();
                 copy.accept_failures = true;
-                Ok(self.with(Phase::Copying { source: source.clone(), target: target.clone(), copy }, now))
+                Ok(self.with(
+                    Phase::Copying {
+                        source: source.clone(),
+                        target: target.clone(),
+                        copy,
+                    },
+                    now,
+                ))
             }
-            Phase::Failed { source, target, copy, .. } if copy.finished_at.is_some() => {
+            Phase::Failed {
+                source,
+                target,
+                copy,
+                ..
+            } if copy.finished_at.is_some() => {
                 let mut copy = copy.clone();
                 copy.accept_failures = true;
-                copy.verdict().map_err(|reason| self.illegal(Action::Accept, Some(reason)))?;
-                Ok(self.with(Phase::Ready { source: source.clone(), target: target.clone(), copy }, now))
+                copy.verdict()
+                    .map_err(|reason| self.illegal(Action::Accept, Some(reason)))?;
+                Ok(self.with(
+                    Phase::Ready {
+                        source: source.clone(),
+                        target: target.clone(),
+                        copy,
+                    },
+                    now,
+                ))
             }
             Phase::Failed { .. } => Err(self.illegal(
                 Action::Accept,
@@ -248,7 +303,12 @@ impl IndexState {
 
     /// Stage 2: `Ready(A → B)` → `Flipped(B, previous A)`.
     pub fn flip(&self, now: DateTime<Utc>) -> Result<IndexState, IllegalTransition> {
-        let Phase::Ready { source, target, copy } = &self.phase else {
+        let Phase::Ready {
+            source,
+            target,
+            copy,
+        } = &self.phase
+        else {
             return Err(self.illegal(Action::Flip, None));
         };
         Ok(self.with(
@@ -268,7 +328,9 @@ impl IndexState {
             Phase::Copying { source, target, .. }
             | Phase::Ready { source, target, .. }
             | Phase::Failed { source, target, .. } => (source, target),
-            Phase::Flipped { index, previous, .. } => (previous, index),
+            Phase::Flipped {
+                index, previous, ..
+            } => (previous, index),
             Phase::Live { .. } => {
                 return Err(self.illegal(Action::Rollback, Some("nothing to roll back".into())))
             }
@@ -283,10 +345,20 @@ impl IndexState {
     /// What cleanup may delete now: the previous generation once
     /// `retention` has passed since the flip, and abandoned generations.
     /// Returns the next state and the indexes to delete.
-    pub fn cleanup(&self, retention: Duration, now: DateTime<Utc>) -> Result<(IndexState, Vec<String>), IllegalTransition> {
+    pub fn cleanup(
+        &self,
+        retention: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(IndexState, Vec<String>), IllegalTransition> {
         match &self.phase {
-            Phase::Flipped { index, previous, flipped_at, .. } => {
-                let due = *flipped_at + chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+            Phase::Flipped {
+                index,
+                previous,
+                flipped_at,
+                ..
+            } => {
+                let due = *flipped_at
+                    + chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
                 if now < due {
                     let left = (due - now).to_std().unwrap_or_default();
                     return Err(self.illegal(
@@ -299,7 +371,12 @@ impl IndexState {
                 }
                 let mut doomed = self.abandoned.clone();
                 doomed.push(previous.clone());
-                let mut next = self.with(Phase::Live { index: index.clone() }, now);
+                let mut next = self.with(
+                    Phase::Live {
+                        index: index.clone(),
+                    },
+                    now,
+                );
                 next.abandoned.clear();
                 Ok((next, doomed))
             }
@@ -308,19 +385,38 @@ impl IndexState {
                 next.abandoned.clear();
                 Ok((next, self.abandoned.clone()))
             }
-            Phase::Live { .. } => Err(self.illegal(Action::Cleanup, Some("nothing to clean up".into()))),
+            Phase::Live { .. } => {
+                Err(self.illegal(Action::Cleanup, Some("nothing to clean up".into())))
+            }
             _ => Err(self.illegal(Action::Cleanup, None)),
         }
     }
 
     /// Replaces the progress of a running copy (checkpoints, pause, throttle).
-    pub fn update_copy(&self, action: Action, f: impl FnOnce(&mut CopyProgress), now: DateTime<Utc>) -> Result<IndexState, IllegalTransition> {
-        let Phase::Copying { source, target, copy } = &self.phase else {
+    pub fn update_copy(
+        &self,
+        action: Action,
+        f: impl FnOnce(&mut CopyProgress),
+        now: DateTime<Utc>,
+    ) -> Result<IndexState, IllegalTransition> {
+        let Phase::Copying {
+            source,
+            target,
+            copy,
+        } = &self.phase
+        else {
             return Err(self.illegal(action, None));
         };
         let mut copy = copy.clone();
         f(&mut copy);
-        Ok(self.with(Phase::Copying { source: source.clone(), target: target.clone(), copy }, now))
+        Ok(self.with(
+            Phase::Copying {
+                source: source.clone(),
+                target: target.clone(),
+                copy,
+            },
+            now,
+        ))
     }
 }
 
@@ -345,15 +441,31 @@ mod tests {
     #[test]
     fn full_lifecycle() {
         let live = IndexState::new("wiki", "a", t(0));
-        let copying = live.start_copy("b", CopyProgress::new(crate::config::CopyEngine::Client, 10, t(1)), t(1)).unwrap();
-        assert_eq!((copying.phase.read_index(), copying.phase.write_index()), ("a", "b"));
+        let copying = live
+            .start_copy(
+                "b",
+                CopyProgress::new(crate::config::CopyEngine::Client, 10, t(1)),
+                t(1),
+            )
+            .unwrap();
+        assert_eq!(
+            (copying.phase.read_index(), copying.phase.write_index()),
+            ("a", "b")
+        );
         let ready = copying.finish_copy(finished(10, 7, 3, 0), t(2)).unwrap();
         assert_eq!(ready.phase.name(), "ready");
         let flipped = ready.flip(t(3)).unwrap();
-        assert_eq!((flipped.phase.read_index(), flipped.phase.write_index()), ("b", "b"));
-        let err = flipped.cleanup(Duration::from_secs(3600), t(4)).unwrap_err();
+        assert_eq!(
+            (flipped.phase.read_index(), flipped.phase.write_index()),
+            ("b", "b")
+        );
+        let err = flipped
+            .cleanup(Duration::from_secs(3600), t(4))
+            .unwrap_err();
         assert!(err.to_string().contains("retention keeps a for"), "{err}");
-        let (live_b, doomed) = flipped.cleanup(Duration::from_secs(3600), t(3 + 3600)).unwrap();
+        let (live_b, doomed) = flipped
+            .cleanup(Duration::from_secs(3600), t(3 + 3600))
+            .unwrap();
         assert_eq!(live_b.phase, Phase::Live { index: "b".into() });
         assert_eq!(doomed, ["a"]);
     }
@@ -362,18 +474,43 @@ mod tests {
     fn illegal_transitions_name_the_phase() {
         let live = IndexState::new("wiki", "a", t(0));
         let err = live.flip(t(1)).unwrap_err();
-        assert_eq!(err.to_string(), "cannot flip wiki: it is live; flip needs ready");
+        assert_eq!(
+            err.to_string(),
+            "cannot flip wiki: it is live; flip needs ready"
+        );
         let err = live.rollback(t(1)).unwrap_err();
         assert_eq!(err.to_string(), "cannot rollback wiki: it is live (nothing to roll back); rollback needs copying, ready, failed or flipped");
-        let copying = live.start_copy("b", CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)), t(1)).unwrap();
-        assert_eq!(copying.start_copy("c", CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)), t(2)).unwrap_err().phase, "copying");
+        let copying = live
+            .start_copy(
+                "b",
+                CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)),
+                t(1),
+            )
+            .unwrap();
+        assert_eq!(
+            copying
+                .start_copy(
+                    "c",
+                    CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)),
+                    t(2)
+                )
+                .unwrap_err()
+                .phase,
+            "copying"
+        );
         assert_eq!(copying.flip(t(2)).unwrap_err().phase, "copying");
     }
 
     #[test]
     fn failures_block_ready_until_accepted() {
         let live = IndexState::new("wiki", "a", t(0));
-        let copying = live.start_copy("b", CopyProgress::new(crate::config::CopyEngine::Client, 10, t(1)), t(1)).unwrap();
+        let copying = live
+            .start_copy(
+                "b",
+                CopyProgress::new(crate::config::CopyEngine::Client, 10, t(1)),
+                t(1),
+            )
+            .unwrap();
         let failed = copying.finish_copy(finished(10, 8, 0, 2), t(2)).unwrap();
         assert_eq!(failed.phase.name(), "failed");
         assert_eq!(failed.flip(t(3)).unwrap_err().phase, "failed");
@@ -381,13 +518,23 @@ mod tests {
         assert_eq!(ready.phase.name(), "ready");
         // Counts that do not add up are never accepted.
         let bad = copying.finish_copy(finished(10, 5, 0, 2), t(2)).unwrap();
-        assert!(bad.accept_failures(t(3)).unwrap_err().to_string().contains("do not add up"));
+        assert!(bad
+            .accept_failures(t(3))
+            .unwrap_err()
+            .to_string()
+            .contains("do not add up"));
     }
 
     #[test]
     fn rollback_from_every_later_phase_returns_to_a() {
         let live = IndexState::new("wiki", "a", t(0));
-        let copying = live.start_copy("b", CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)), t(1)).unwrap();
+        let copying = live
+            .start_copy(
+                "b",
+                CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)),
+                t(1),
+            )
+            .unwrap();
         let ready = copying.finish_copy(finished(1, 1, 0, 0), t(2)).unwrap();
         let flipped = ready.flip(t(3)).unwrap();
         for state in [&copying, &ready, &flipped] {
@@ -403,7 +550,13 @@ mod tests {
     #[test]
     fn state_document_round_trips() {
         let live = IndexState::new("wiki", "a", t(0));
-        let copying = live.start_copy("b", CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)), t(1)).unwrap();
+        let copying = live
+            .start_copy(
+                "b",
+                CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)),
+                t(1),
+            )
+            .unwrap();
         let json = serde_json::to_value(&copying).unwrap();
         assert_eq!(json["phase"], "copying");
         assert_eq!(json["target"], "b");

@@ -35,14 +35,19 @@ impl StateStore {
     /// Creates the hidden state index unless it exists, and waits until it
     /// can be read and written.
     pub async fn ensure_index(&self) -> Result<(), EsError> {
-        self.ready.get_or_try_init(|| self.create_index()).await.map(|_| ())
+        self.ready
+            .get_or_try_init(|| self.create_index())
+            .await
+            .map(|_| ())
     }
 
     async fn create_index(&self) -> Result<(), EsError> {
         if !self.es.index_exists(&self.index).await? {
             self.create().await?;
         }
-        self.es.wait_for_index(&self.index, std::time::Duration::from_secs(30)).await
+        self.es
+            .wait_for_index(&self.index, std::time::Duration::from_secs(30))
+            .await
     }
 
     async fn create(&self) -> Result<(), EsError> {
@@ -81,7 +86,11 @@ impl StateStore {
 
     /// Replaces `current` with `next` if nobody changed it since it was
     /// read; otherwise `Conflict` and nothing is written.
-    pub async fn replace(&self, current: &Stored, next: IndexState) -> Result<Stored, MigrationError> {
+    pub async fn replace(
+        &self,
+        current: &Stored,
+        next: IndexState,
+    ) -> Result<Stored, MigrationError> {
         let condition = WriteCondition::At {
             seq_no: current.seq_no,
             primary_term: current.primary_term,
@@ -89,9 +98,17 @@ impl StateStore {
         self.write(next, condition).await
     }
 
-    async fn write(&self, state: IndexState, condition: WriteCondition) -> Result<Stored, MigrationError> {
+    async fn write(
+        &self,
+        state: IndexState,
+        condition: WriteCondition,
+    ) -> Result<Stored, MigrationError> {
         let body = serde_json::to_value(&state).expect("state serialises");
-        match self.es.put_doc(&self.index, &state.name, &body, condition).await {
+        match self
+            .es
+            .put_doc(&self.index, &state.name, &body, condition)
+            .await
+        {
             Ok((seq_no, primary_term)) => Ok(Stored {
                 state,
                 seq_no,
@@ -99,6 +116,23 @@ impl StateStore {
             }),
             Err(e) if e.is_conflict() => Err(MigrationError::Conflict(state.name)),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a state that nobody changed since it was read.
+    pub async fn delete(&self, current: &Stored) -> Result<(), MigrationError> {
+        match self
+            .es
+            .delete_doc(
+                &self.index,
+                &current.state.name,
+                current.seq_no,
+                current.primary_term,
+            )
+            .await
+        {
+            Err(e) if e.is_conflict() => Err(MigrationError::Conflict(current.state.name.clone())),
+            other => Ok(other?),
         }
     }
 

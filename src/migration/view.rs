@@ -104,9 +104,17 @@ impl IndexView {
         let copy = live.or_else(|| state.phase.copy().cloned());
         let (previous, flipped_at, reason) = match &state.phase {
             Phase::Live { .. } => (None, None, None),
-            Phase::Copying { source, .. } | Phase::Ready { source, .. } => (Some(source.clone()), None, None),
-            Phase::Failed { source, reason, .. } => (Some(source.clone()), None, Some(reason.clone())),
-            Phase::Flipped { previous, flipped_at, .. } => (Some(previous.clone()), Some(*flipped_at), None),
+            Phase::Copying { source, .. } | Phase::Ready { source, .. } => {
+                (Some(source.clone()), None, None)
+            }
+            Phase::Failed { source, reason, .. } => {
+                (Some(source.clone()), None, Some(reason.clone()))
+            }
+            Phase::Flipped {
+                previous,
+                flipped_at,
+                ..
+            } => (Some(previous.clone()), Some(*flipped_at), None),
         };
         IndexView {
             name: state.name.clone(),
@@ -117,7 +125,10 @@ impl IndexView {
             flipped_at,
             reason,
             abandoned: state.abandoned.clone(),
-            failures: copy.as_ref().map(|c| c.failures.clone()).unwrap_or_default(),
+            failures: copy
+                .as_ref()
+                .map(|c| c.failures.clone())
+                .unwrap_or_default(),
             progress: copy.as_ref().map(|c| ProgressView::new(c, now)),
             updated_at: Some(state.updated_at),
         }

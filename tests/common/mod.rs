@@ -92,7 +92,12 @@ impl Env {
     }
 
     /// Like [`Env::new`]; `index_extra` is added to every `[[indexes]]` entry.
-    pub async fn with_index_options(label: &str, indexes: &[&str], extra: &str, index_extra: &str) -> Env {
+    pub async fn with_index_options(
+        label: &str,
+        indexes: &[&str],
+        extra: &str,
+        index_extra: &str,
+    ) -> Env {
         let (es, _) = client().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let prefix = format!("{}-", unique(label));
@@ -106,11 +111,18 @@ impl Env {
             toml.push_str(&format!("[[indexes]]\nname = \"{name}\"\nmapping = \"mappings/{name}.json\"\n{index_extra}\n"));
         }
         std::fs::write(dir.path().join("reindexd.toml"), &toml).unwrap();
-        let config = reindexd::config::Config::load(&dir.path().join("reindexd.toml"), &Default::default())
-            .unwrap_or_else(|e| panic!("test config: {e}"));
+        let config =
+            reindexd::config::Config::load(&dir.path().join("reindexd.toml"), &Default::default())
+                .unwrap_or_else(|e| panic!("test config: {e}"));
         let config = std::sync::Arc::new(config);
         let migrator = reindexd::migration::Migrator::new(es.clone(), config.clone());
-        Env { dir, prefix, config, es, migrator }
+        Env {
+            dir,
+            prefix,
+            config,
+            es,
+            migrator,
+        }
     }
 
     pub fn config_path(&self) -> std::path::PathBuf {
@@ -118,7 +130,11 @@ impl Env {
     }
 
     pub fn set_mapping(&self, name: &str, mapping: &str) {
-        std::fs::write(self.dir.path().join(format!("mappings/{name}.json")), mapping).unwrap();
+        std::fs::write(
+            self.dir.path().join(format!("mappings/{name}.json")),
+            mapping,
+        )
+        .unwrap();
     }
 
     pub fn read_alias(&self, name: &str) -> String {
@@ -133,16 +149,29 @@ impl Env {
     pub async fn aliases(&self, name: &str) -> (Vec<String>, Vec<String>) {
         let links = self
             .es
-            .get_aliases(&format!("{},{}", self.read_alias(name), self.write_alias(name)))
+            .get_aliases(&format!(
+                "{},{}",
+                self.read_alias(name),
+                self.write_alias(name)
+            ))
             .await
             .unwrap();
-        let on = |alias: String| links.iter().filter(|l| l.alias == alias).map(|l| l.index.clone()).collect();
+        let on = |alias: String| {
+            links
+                .iter()
+                .filter(|l| l.alias == alias)
+                .map(|l| l.index.clone())
+                .collect()
+        };
         (on(self.read_alias(name)), on(self.write_alias(name)))
     }
 
     /// Every index this test made, sorted.
     pub async fn indexes(&self) -> Vec<String> {
-        self.es.list_indexes(&format!("{}*", self.prefix)).await.unwrap()
+        self.es
+            .list_indexes(&format!("{}*", self.prefix))
+            .await
+            .unwrap()
     }
 
     /// `count` documents `{"n": i, "title": ..., "tag": ...}` with ids
@@ -152,7 +181,11 @@ impl Env {
         for chunk in (0..count).collect::<Vec<_>>().chunks(5000) {
             let mut body = String::new();
             for i in chunk {
-                let routing = if i % 10 == 3 { format!(",\"routing\":\"r{}\"", i % 4) } else { String::new() };
+                let routing = if i % 10 == 3 {
+                    format!(",\"routing\":\"r{}\"", i % 4)
+                } else {
+                    String::new()
+                };
                 body.push_str(&format!(
                     "{{\"index\":{{\"_index\":\"{alias}\",\"_id\":\"{i}\"{routing}}}}}\n{{\"n\":{i},\"title\":\"document number {i}\",\"tag\":\"t{}\"}}\n",
                     i % 7
@@ -182,7 +215,11 @@ impl Daemon {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(reindexd::daemon::run(env.config.clone(), listener, shutdown.clone()));
+        let task = tokio::spawn(reindexd::daemon::run(
+            env.config.clone(),
+            listener,
+            shutdown.clone(),
+        ));
         let http = reqwest::Client::new();
         for _ in 0..100 {
             if http.get(format!("{url}/healthz")).send().await.is_ok() {
@@ -190,37 +227,63 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Daemon { url, shutdown, task, http }
+        Daemon {
+            url,
+            shutdown,
+            task,
+            http,
+        }
     }
 
     /// POSTs `body` (or nothing) and returns status and JSON answer.
     pub async fn post(&self, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
         let mut request = self.http.post(format!("{}{path}", self.url));
         if let Some(b) = body {
-            request = request.header("content-type", "application/json").body(b.to_owned());
+            request = request
+                .header("content-type", "application/json")
+                .body(b.to_owned());
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self.http.get(format!("{}{path}", self.url)).send().await.unwrap();
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     /// Polls the index until its phase is one of `phases`.
-    pub async fn wait_phase(&self, name: &str, phases: &[&str], timeout: Duration) -> serde_json::Value {
+    pub async fn wait_phase(
+        &self,
+        name: &str,
+        phases: &[&str],
+        timeout: Duration,
+    ) -> serde_json::Value {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let (_, view) = self.get(&format!("/v1/indexes/{name}")).await;
             if phases.iter().any(|p| view["phase"] == *p) {
                 return view;
             }
-            assert!(std::time::Instant::now() < deadline, "{name} never reached {phases:?}: {view}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never reached {phases:?}: {view}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -240,10 +303,17 @@ impl Daemon {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub indexes: Vec<String>,
-    pub aliases: Vec<(String, (Vec<String>, Vec<String>))>,
-    /// `(phase, read index, write index, abandoned)` or `None` (no state).
-    pub states: Vec<(String, Option<(String, String, String, Vec<String>)>)>,
+    /// Per logical index: the indexes behind its read and write aliases.
+    pub aliases: Vec<(String, AliasTargets)>,
+    /// Per logical index: its stored state, `None` when it has none.
+    pub states: Vec<(String, Option<StateSummary>)>,
 }
+
+/// Indexes behind the read alias, then behind the write alias.
+pub type AliasTargets = (Vec<String>, Vec<String>);
+
+/// `(phase, read index, write index, abandoned generations)`.
+pub type StateSummary = (String, String, String, Vec<String>);
 
 /// The `(status, error.code)` of an API answer, for one-line asserts.
 pub fn code(status: u16, body: &serde_json::Value) -> (u16, Option<&str>) {
@@ -260,12 +330,19 @@ pub fn dead_url() -> String {
 
 /// A config in `dir` whose cluster URL is `url`, with a valid mapping for
 /// each of `indexes`; `extra` is appended to the TOML.
-pub fn config_at(dir: &std::path::Path, url: &str, indexes: &[&str], extra: &str) -> std::sync::Arc<reindexd::config::Config> {
+pub fn config_at(
+    dir: &std::path::Path,
+    url: &str,
+    indexes: &[&str],
+    extra: &str,
+) -> std::sync::Arc<reindexd::config::Config> {
     std::fs::create_dir_all(dir.join("mappings")).unwrap();
     let mut toml = format!("[elasticsearch]\nurl = \"{url}\"\ntimeout = \"3s\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n");
     for name in indexes {
         std::fs::write(dir.join(format!("mappings/{name}.json")), MAPPING_V1).unwrap();
-        toml.push_str(&format!("[[indexes]]\nname = \"{name}\"\nmapping = \"mappings/{name}.json\"\n"));
+        toml.push_str(&format!(
+            "[[indexes]]\nname = \"{name}\"\nmapping = \"mappings/{name}.json\"\n"
+        ));
     }
     std::fs::write(dir.join("reindexd.toml"), &toml).unwrap();
     let config = reindexd::config::Config::load(&dir.join("reindexd.toml"), &Default::default())
@@ -279,9 +356,14 @@ impl Env {
     pub async fn with_api(label: &str, indexes: &[&str], api: &str, extra: &str) -> Env {
         let mut env = Env::new(label, indexes, extra).await;
         let path = env.config_path();
-        let text = std::fs::read_to_string(&path).unwrap().replacen("[api]\n", &format!("[api]\n{api}\n"), 1);
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "[api]\n",
+            &format!("[api]\n{api}\n"),
+            1,
+        );
         std::fs::write(&path, text).unwrap();
-        let config = reindexd::config::Config::load(&path, &Default::default()).unwrap_or_else(|e| panic!("test config: {e}"));
+        let config = reindexd::config::Config::load(&path, &Default::default())
+            .unwrap_or_else(|e| panic!("test config: {e}"));
         env.config = std::sync::Arc::new(config);
         env.migrator = reindexd::migration::Migrator::new(env.es.clone(), env.config.clone());
         env
@@ -296,7 +378,8 @@ impl Env {
     /// so that [`Env::cleanup`] deletes it.
     pub async fn plain_index(&self, suffix: &str) -> String {
         let index = format!("{}{suffix}", self.prefix);
-        let body = serde_json::json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}});
+        let body =
+            serde_json::json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}});
         self.es.create_index(&index, &body).await.unwrap();
         index
     }
@@ -312,11 +395,20 @@ impl Env {
             aliases.push((name.to_string(), self.aliases(name).await));
             let state = self.migrator.store().get(name).await.unwrap().map(|s| {
                 let p = &s.state.phase;
-                (p.name().to_owned(), p.read_index().to_owned(), p.write_index().to_owned(), s.state.abandoned.clone())
+                (
+                    p.name().to_owned(),
+                    p.read_index().to_owned(),
+                    p.write_index().to_owned(),
+                    s.state.abandoned.clone(),
+                )
             });
             states.push((name.to_string(), state));
         }
-        Snapshot { indexes: self.indexes().await, aliases, states }
+        Snapshot {
+            indexes: self.indexes().await,
+            aliases,
+            states,
+        }
     }
 
     /// Creates the state index unless it exists and waits until it serves
@@ -328,7 +420,9 @@ impl Env {
         for _ in 0..300 {
             match self.migrator.store().get("-").await {
                 Ok(_) => return,
-                Err(e) if e.is_unavailable() => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) if e.is_unavailable() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
                 Err(e) => panic!("state index: {e}"),
             }
         }
@@ -337,7 +431,13 @@ impl Env {
 
     /// The stored phase of `name`.
     pub async fn phase(&self, name: &str) -> String {
-        let stored = self.migrator.store().get(name).await.unwrap().expect("initialised");
+        let stored = self
+            .migrator
+            .store()
+            .get(name)
+            .await
+            .unwrap()
+            .expect("initialised");
         stored.state.phase.name().to_owned()
     }
 }
@@ -356,14 +456,26 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Daemon { url, shutdown, task, http }
+        Daemon {
+            url,
+            shutdown,
+            task,
+            http,
+        }
     }
 
     /// POSTs `body` with `Authorization: {authorization}` when given.
-    pub async fn post_auth(&self, path: &str, body: Option<&str>, authorization: Option<&str>) -> (u16, serde_json::Value) {
+    pub async fn post_auth(
+        &self,
+        path: &str,
+        body: Option<&str>,
+        authorization: Option<&str>,
+    ) -> (u16, serde_json::Value) {
         let mut request = self.http.post(format!("{}{path}", self.url));
         if let Some(b) = body {
-            request = request.header("content-type", "application/json").body(b.to_owned());
+            request = request
+                .header("content-type", "application/json")
+                .body(b.to_owned());
         }
         if let Some(a) = authorization {
             request = request.header("authorization", a);
@@ -371,14 +483,22 @@ impl Daemon {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     /// `init` then stage 1 of `name`, throttled to `rate` documents per
     /// second so the copy stays in `copying` for the test's duration.
     /// Returns the target generation.
     pub async fn start_slow_copy(&self, name: &str, rate: u32) -> String {
-        let (status, view) = self.post(&format!("/v1/indexes/{name}/reindex"), Some(&format!("{{\"requests_per_second\": {rate}}}"))).await;
+        let (status, view) = self
+            .post(
+                &format!("/v1/indexes/{name}/reindex"),
+                Some(&format!("{{\"requests_per_second\": {rate}}}")),
+            )
+            .await;
         assert_eq!(status, 200, "{view}");
         assert_eq!(view["phase"], "copying", "{view}");
         view["write_index"].as_str().unwrap().to_owned()

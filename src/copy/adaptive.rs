@@ -1,0 +1,298 @@
+//! The bulk writers' concurrency limit, adapted by additive increase and
+//! multiplicative decrease: +1 after a window of healthy answers while the
+//! limit was fully used; ×0.75 on backpressure (a 429 or 5xx, whole request
+//! or a single item) or on a latency spike. Pure logic, driven by tests.
+
+use std::time::Duration;
+
+/// What one bulk answer says about the cluster.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Signal {
+    /// Answered without backpressure in `latency`; `at_limit` when every
+    /// permit was in use, i.e. more concurrency was actually wanted.
+    Healthy { latency: Duration, at_limit: bool },
+    /// A 429 or 5xx (for the request or any item), or no answer.
+    Backpressure,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdaptiveLimit {
+    limit: usize,
+    max: usize,
+    /// Healthy answers at the limit since the last change.
+    healthy_at_limit: usize,
+    /// Answers still to come before another decrease may happen: one
+    /// decrease per window, not one per answer of the same burst.
+    cooldown: usize,
+    /// Exponentially weighted mean and mean deviation of latency, seconds.
+    mean: f64,
+    deviation: f64,
+    samples: u64,
+}
+
+const DECREASE: f64 = 0.75;
+const WEIGHT: f64 = 0.1;
+/// Latency above mean + this many deviations counts as congestion.
+const SPIKE: f64 = 3.0;
+const WARMUP: u64 = 10;
+
+impl AdaptiveLimit {
+    pub fn new(initial: usize, max: usize) -> Self {
+        let max = max.max(1);
+        AdaptiveLimit {
+            limit: initial.clamp(1, max),
+            max,
+            healthy_at_limit: 0,
+            cooldown: 0,
+            mean: 0.0,
+            deviation: 0.0,
+            samples: 0,
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Takes one answer into account and returns the new limit.
+    pub fn observe(&mut self, signal: Signal) -> usize {
+        self.cooldown = self.cooldown.saturating_sub(1);
+        match signal {
+            Signal::Backpressure => self.decrease(),
+            Signal::Healthy { latency, at_limit } => {
+                let secs = latency.as_secs_f64();
+                let spike = self.samples >= WARMUP
+                    && secs > self.mean + SPIKE * self.deviation.max(self.mean * 0.05);
+                self.learn(secs);
+                if spike {
+                    self.decrease();
+                } else if at_limit {
+                    self.healthy_at_limit += 1;
+                    if self.healthy_at_limit >= self.limit && self.limit < self.max {
+                        self.limit += 1;
+                        self.healthy_at_limit = 0;
+                    }
+                }
+            }
+        }
+        self.limit
+    }
+
+    fn decrease(&mut self) {
+        if self.cooldown > 0 {
+            return;
+        }
+        self.limit = ((self.limit as f64 * DECREASE).floor() as usize).max(1);
+        self.healthy_at_limit = 0;
+        self.cooldown = self.limit.max(2);
+    }
+
+    fn learn(&mut self, secs: f64) {
+        if self.samples == 0 {
+            self.mean = secs;
+        } else {
+            self.deviation += WEIGHT * ((secs - self.mean).abs() - self.deviation);
+            self.mean += WEIGHT * (secs - self.mean);
+        }
+        self.samples += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy(ms: u64, at_limit: bool) -> Signal {
+        Signal::Healthy {
+            latency: Duration::from_millis(ms),
+            at_limit,
+        }
+    }
+
+    /// Drives the limit through `steps` and returns it after each step.
+    fn run(limit: &mut AdaptiveLimit, steps: &[(Signal, usize)]) -> Vec<usize> {
+        steps
+            .iter()
+            .flat_map(|(signal, times)| std::iter::repeat_n(*signal, *times))
+            .map(|s| limit.observe(s))
+            .collect()
+    }
+
+    #[test]
+    fn scenarios() {
+        struct Case {
+            name: &'static str,
+            initial: usize,
+            max: usize,
+            steps: Vec<(Signal, usize)>,
+            expected_final: usize,
+        }
+        let cases = [
+            Case {
+                name: "grows by one per window while used to the limit",
+                initial: 1,
+                max: 8,
+                steps: vec![(healthy(100, true), 1 + 2 + 3)],
+                expected_final: 4,
+            },
+            Case {
+                name: "never above max",
+                initial: 6,
+                max: 8,
+                steps: vec![(healthy(100, true), 200)],
+                expected_final: 8,
+            },
+            Case {
+                name: "does not grow when the limit is not used",
+                initial: 2,
+                max: 8,
+                steps: vec![(healthy(100, false), 100)],
+                expected_final: 2,
+            },
+            Case {
+                name: "backpressure cuts by a quarter",
+                initial: 8,
+                max: 8,
+                steps: vec![(Signal::Backpressure, 1)],
+                expected_final: 6,
+            },
+            Case {
+                name: "one cut per burst, not per answer",
+                initial: 8,
+                max: 8,
+                steps: vec![(Signal::Backpressure, 3)],
+                expected_final: 6,
+            },
+            Case {
+                name: "a storm drives it to one, never zero",
+                initial: 8,
+                max: 8,
+                steps: vec![(Signal::Backpressure, 100)],
+                expected_final: 1,
+            },
+            Case {
+                name: "recovers after the storm",
+                initial: 8,
+                max: 8,
+                steps: vec![
+                    (Signal::Backpressure, 100),
+                    (healthy(100, true), 1 + 2 + 3 + 4 + 5 + 6 + 7 + 2),
+                ],
+                expected_final: 8,
+            },
+            Case {
+                name: "a latency spike counts as congestion",
+                initial: 4,
+                max: 8,
+                steps: vec![(healthy(100, false), 20), (healthy(2_000, false), 1)],
+                expected_final: 3,
+            },
+        ];
+        for case in cases {
+            let mut limit = AdaptiveLimit::new(case.initial, case.max);
+            let trace = run(&mut limit, &case.steps);
+            assert_eq!(
+                *trace.last().unwrap(),
+                case.expected_final,
+                "{}: {trace:?}",
+                case.name
+            );
+            assert!(
+                trace.iter().all(|l| (1..=case.max).contains(l)),
+                "{}: {trace:?}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn steady_latency_noise_is_not_a_spike() {
+        let mut limit = AdaptiveLimit::new(4, 8);
+        for i in 0..200 {
+            limit.observe(healthy(100 + (i % 5) * 10, false));
+        }
+        assert_eq!(limit.limit(), 4);
+    }
+}
+
+/// Permits for bulk requests in flight, their number following an
+/// [`AdaptiveLimit`]. A writer holds a permit for its whole request,
+/// retries included, so backpressure is structural.
+#[derive(Debug)]
+pub struct Concurrency {
+    semaphore: std::sync::Arc<tokio::sync::Semaphore>,
+    state: std::sync::Mutex<Limits>,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+#[derive(Debug)]
+struct Limits {
+    adaptive: AdaptiveLimit,
+    /// Permits to retire as writers return them, after a decrease.
+    debt: usize,
+}
+
+impl Concurrency {
+    pub fn new(
+        initial: usize,
+        max: usize,
+        gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Self {
+        let adaptive = AdaptiveLimit::new(initial, max);
+        gauge.set(adaptive.limit() as i64);
+        Concurrency {
+            semaphore: std::sync::Arc::new(tokio::sync::Semaphore::new(adaptive.limit())),
+            state: std::sync::Mutex::new(Limits { adaptive, debt: 0 }),
+            gauge,
+        }
+    }
+
+    pub async fn acquire(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Feeds one answer to the limit; `latency` is `None` for backpressure.
+    pub fn feedback(&self, latency: Option<Duration>) {
+        let at_limit = self.semaphore.available_permits() == 0;
+        let signal = match latency {
+            Some(latency) => Signal::Healthy { latency, at_limit },
+            None => Signal::Backpressure,
+        };
+        let mut state = self.state.lock().expect("limit lock");
+        let before = state.adaptive.limit();
+        let after = state.adaptive.observe(signal);
+        if after > before {
+            let grow = after - before;
+            let repaid = grow.min(state.debt);
+            state.debt -= repaid;
+            self.semaphore.add_permits(grow - repaid);
+        } else if after < before {
+            let mut shrink = before - after;
+            // Idle permits go at once; the rest as writers return them.
+            while shrink > 0 {
+                match self.semaphore.try_acquire() {
+                    Ok(p) => {
+                        p.forget();
+                        shrink -= 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            state.debt += shrink;
+        }
+        self.gauge.set(after as i64);
+    }
+
+    /// Returns a writer's permit, or retires it while a decrease is owed.
+    pub fn release(&self, permit: tokio::sync::OwnedSemaphorePermit) {
+        let mut state = self.state.lock().expect("limit lock");
+        if state.debt > 0 {
+            state.debt -= 1;
+            permit.forget();
+        }
+    }
+}
