@@ -17,8 +17,10 @@ use crate::es::Hit;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocRef {
     pub id: String,
-    /// Which source slice it came from, for per-slice accounting.
+    /// Which source slice it came from, and which page of it, for
+    /// per-slice accounting and the resume cursor.
     pub slice: u32,
+    pub page: u64,
     /// Its two NDJSON lines within the body.
     pub range: Range<usize>,
 }
@@ -45,6 +47,7 @@ impl Batch {
             docs.push(DocRef {
                 id: doc.id.clone(),
                 slice: doc.slice,
+                page: doc.page,
                 range: start..body.len(),
             });
         }
@@ -76,6 +79,7 @@ pub struct Batcher {
 pub struct Uncopyable {
     pub id: String,
     pub slice: u32,
+    pub page: u64,
 }
 
 impl Batcher {
@@ -95,11 +99,12 @@ impl Batcher {
     }
 
     /// Adds one hit; returns a full batch when this hit filled one.
-    pub fn push(&mut self, slice: u32, hit: &Hit) -> Result<Option<Batch>, Uncopyable> {
+    pub fn push(&mut self, slice: u32, page: u64, hit: &Hit) -> Result<Option<Batch>, Uncopyable> {
         let Some(source) = hit.source.as_deref() else {
             return Err(Uncopyable {
                 id: hit.id.clone(),
                 slice,
+                page,
             });
         };
         let start = self.body.len();
@@ -108,6 +113,7 @@ impl Batcher {
         self.docs.push(DocRef {
             id: hit.id.clone(),
             slice,
+            page,
             range: start..self.body.len(),
         });
         let full = self.body.len() >= self.max_bytes || self.docs.len() >= self.max_docs;
@@ -185,10 +191,10 @@ mod tests {
     fn encodes_external_version_one_and_keeps_source_bytes() {
         let mut b = Batcher::new("wiki_2", 1 << 20);
         assert!(b
-            .push(0, &hit("a\"1", Some("r"), r#"{"x": 1.50}"#))
+            .push(0, 0, &hit("a\"1", Some("r"), r#"{"x": 1.50}"#))
             .unwrap()
             .is_none());
-        b.push(1, &hit("2", None, "{\n  \"y\": \"line\\nbreak\"\n}"))
+        b.push(1, 0, &hit("2", None, "{\n  \"y\": \"line\\nbreak\"\n}"))
             .unwrap();
         let batch = b.flush().unwrap();
         let text = std::str::from_utf8(&batch.body).unwrap();
@@ -208,6 +214,7 @@ mod tests {
         for i in 0..10 {
             if let Some(full) = b
                 .push(
+                    0,
                     0,
                     &hit(&i.to_string(), None, r#"{"field":"some value here"}"#),
                 )
@@ -239,10 +246,11 @@ mod tests {
             sort: None,
         };
         assert_eq!(
-            b.push(3, &h).unwrap_err(),
+            b.push(3, 7, &h).unwrap_err(),
             Uncopyable {
                 id: "x".into(),
-                slice: 3
+                slice: 3,
+                page: 7
             }
         );
         assert!(b.flush().is_none());

@@ -14,7 +14,9 @@ use tracing::{info, warn};
 use super::control::Control;
 use super::error::CopyError;
 use super::pipeline::{run_pipeline, PipelineSpec};
-use super::stats::{plan_slices, CopyStats};
+use super::read_plan::{close, plan_read};
+use super::reader::ReadSpec;
+use super::stats::CopyStats;
 use super::telemetry::IndexTelemetry;
 use super::writer::RetryPolicy;
 use crate::config::CopyEngine;
@@ -134,19 +136,24 @@ pub async fn run_once(
         )
         .await;
     }
-    if copy.slices.is_empty() {
-        let count = match config.slices {
-            Some(n) => n,
-            None => es.primary_shards(&source).await?,
-        };
-        copy.slices = plan_slices(count);
-    }
-    let stats = Arc::new(CopyStats::resume(&copy, handle.telemetry.clone()));
+    let plan = plan_read(&es, &source, &mut copy, &config).await?;
+    let stats = Arc::new(CopyStats::resume(
+        &copy,
+        plan.exact,
+        plan.pit.clone(),
+        handle.telemetry.clone(),
+    ));
     *handle.stats.lock().expect("stats lock") = Some(stats.clone());
-    info!(index = name, %source, %target, slices = stats.slice_max, "copy running");
+    info!(index = name, %source, %target, slices = stats.slice_max, mode = ?plan.mode, resumed = plan.exact, "copy running");
 
     let spec = PipelineSpec {
-        source,
+        read: ReadSpec {
+            es: es.clone(),
+            source,
+            mode: plan.mode.clone(),
+            page_size: config.page_size,
+            keep_alive: config.scroll_keep_alive,
+        },
         target: target.clone(),
         retry: RetryPolicy {
             min_delay: Duration::from_millis(200),
@@ -158,7 +165,6 @@ pub async fn run_once(
     };
     let run_cancel = handle.cancel.child_token();
     let pipeline = run_pipeline(
-        es,
         spec,
         stats.clone(),
         handle.control.subscribe(),
@@ -215,15 +221,19 @@ pub async fn run_once(
     let state = migrator
         .complete_copy(name, owner, |c| {
             stats.apply(c);
+            c.pit = None;
             c.finished_at = Some(Utc::now());
         })
         .await?;
+    close(&es, &plan.mode).await;
     info!(index = name, phase = state.phase.name(), "copy finished");
     Ok(state)
 }
 
+/// How long a copy's claim holds without renewal: three checkpoints, so a
+/// dead owner is replaced quickly and a slow checkpoint is not.
 pub(super) fn lease_duration(checkpoint_interval: Duration) -> Duration {
-    (checkpoint_interval * 4).max(Duration::from_secs(30))
+    (checkpoint_interval * 3).max(Duration::from_secs(3))
 }
 
 /// The `Copying` state of `name`, if this process may run it.

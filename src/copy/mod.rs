@@ -19,6 +19,7 @@ mod error;
 mod job;
 mod outcome;
 mod pipeline;
+mod read_plan;
 mod reader;
 mod registry;
 mod server;

@@ -13,7 +13,7 @@ use super::adaptive::Concurrency;
 use super::control::{max_docs_per_batch, wait_unpaused, Control, Pacer};
 use super::encode::{Batch, Batcher};
 use super::error::CopyError;
-use super::reader::{read_slice, SlicePage};
+use super::reader::{read_slice, ReadSpec, SlicePage};
 use super::stats::CopyStats;
 use super::writer::{send_batch, RetryPolicy};
 use crate::config::CopyConfig;
@@ -22,7 +22,7 @@ use crate::migration::DocFailure;
 
 /// What one pipeline run copies.
 pub struct PipelineSpec {
-    pub source: String,
+    pub read: ReadSpec,
     pub target: String,
     pub config: CopyConfig,
     pub retry: RetryPolicy,
@@ -31,7 +31,6 @@ pub struct PipelineSpec {
 /// Copies every slice not yet done from source to target. Returns when
 /// all of them are read and every document has an outcome.
 pub async fn run_pipeline(
-    es: EsClient,
     spec: PipelineSpec,
     stats: Arc<CopyStats>,
     mut control: watch::Receiver<Control>,
@@ -47,12 +46,11 @@ pub async fn run_pipeline(
     let (tx, mut rx) = mpsc::channel::<SlicePage>(slices.len().max(1) * 2);
     let mut readers = JoinSet::new();
     for slice in slices {
+        let after = stats.slice(slice.id).resume_after();
         readers.spawn(read_slice(
-            es.clone(),
-            spec.source.clone(),
+            spec.read.clone(),
             slice,
-            spec.config.page_size,
-            spec.config.scroll_keep_alive,
+            after,
             tx.clone(),
             stats.clone(),
             cancel.clone(),
@@ -61,7 +59,7 @@ pub async fn run_pipeline(
     drop(tx);
 
     let mut dispatch = Dispatch {
-        es,
+        es: spec.read.es.clone(),
         retry: Arc::new(spec.retry),
         stats: stats.clone(),
         concurrency: Arc::new(Concurrency::new(
@@ -86,11 +84,12 @@ pub async fn run_pipeline(
             }
             page = rx.recv() => {
                 let Some(page) = page else { break };
+                stats.slice(page.slice).begin_page(page.seq, page.hits.len(), page.last_sort.clone());
                 for hit in &page.hits {
-                    match batcher.push(page.slice, hit) {
+                    match batcher.push(page.slice, page.seq, hit) {
                         Ok(Some(batch)) => dispatch.send(batch, &mut control).await?,
                         Ok(None) => {}
-                        Err(uncopyable) => stats.record_failure(uncopyable.slice, DocFailure {
+                        Err(uncopyable) => stats.record_failure(uncopyable.slice, uncopyable.page, DocFailure {
                             id: uncopyable.id,
                             status: 0,
                             reason: "the source stores no _source for this document".into(),

@@ -1,67 +1,109 @@
-//! One source slice read page by page with a scroll sorted by `_doc`.
+//! One source slice read page by page: a point in time with `search_after`
+//! (resumable from a cursor) where the engine allows it, otherwise a
+//! scroll sorted by `_doc`.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::stats::CopyStats;
-use crate::es::{EsClient, EsError, Hit, Slice};
+use crate::es::{EsClient, EsError, Hit, Page, PitId, Slice};
 
-/// A page of hits from one slice.
+/// A page of hits from one slice; `seq` counts pages within this run.
 #[derive(Debug)]
 pub struct SlicePage {
     pub slice: u32,
+    pub seq: u64,
     pub hits: Vec<Hit>,
+    /// Sort values of the last hit (point-in-time reads only).
+    pub last_sort: Option<Value>,
 }
 
-/// Reads every document of `slice` into `pages`. Waits when the channel is
-/// full: that is the pipeline's backpressure reaching the reader.
+/// How a slice is read.
+#[derive(Debug, Clone)]
+pub enum ReadMode {
+    Scroll,
+    /// Point in time sorted by `sort`, resuming after the slice's cursor.
+    Pit {
+        pit: PitId,
+        sort: Value,
+    },
+}
+
+/// Everything a reader needs besides its slice.
+#[derive(Debug, Clone)]
+pub struct ReadSpec {
+    pub es: EsClient,
+    pub source: String,
+    pub mode: ReadMode,
+    pub page_size: u32,
+    pub keep_alive: Duration,
+}
+
+/// Reads every document of `slice` (after `after`, when resuming) into
+/// `pages`. Waits when the channel is full: that is the pipeline's
+/// backpressure reaching the reader.
 pub async fn read_slice(
-    es: EsClient,
-    source: String,
+    spec: ReadSpec,
     slice: Slice,
-    page_size: u32,
-    keep_alive: Duration,
+    after: Option<Value>,
     pages: mpsc::Sender<SlicePage>,
     stats: Arc<CopyStats>,
     cancel: CancellationToken,
 ) -> Result<(), EsError> {
+    let mut reader = Reader {
+        spec: &spec,
+        slice,
+        after,
+        scroll_id: None,
+        first: true,
+    };
     let counters = stats.slice(slice.id);
-    let mut page = es
-        .scroll_start(&source, Some(slice), page_size as usize, keep_alive)
-        .await?;
-    counters.total.store(page.total.unwrap_or(0), Relaxed);
-    let mut scroll_id = page.scroll_id.take();
+    let mut seq = 0;
     let result = async {
         loop {
-            if page.hits.is_empty() {
-                return Ok(());
-            }
-            counters.read.fetch_add(page.hits.len() as u64, Relaxed);
-            let hits = std::mem::take(&mut page.hits);
-            tokio::select! {
-                sent = pages.send(SlicePage { slice: slice.id, hits }) => {
-                    if sent.is_err() {
-                        return Ok(()); // the pipeline stopped
-                    }
+            let page = reader.next_page().await?;
+            if reader.first {
+                reader.first = false;
+                if let Some(total) = page.total {
+                    counters.total.store(total, Relaxed);
                 }
-                _ = cancel.cancelled() => return Ok(()),
             }
-            let Some(id) = scroll_id.as_deref() else {
-                return Ok(());
+            if page.hits.is_empty() {
+                return Ok(true);
+            }
+            let last_sort = match &spec.mode {
+                ReadMode::Pit { .. } => page
+                    .hits
+                    .last()
+                    .and_then(|h| h.sort.as_deref())
+                    .map(parse_sort)
+                    .transpose()?,
+                ReadMode::Scroll => None,
             };
-            page = es.scroll_next(id, keep_alive).await?;
-            if page.scroll_id.is_some() {
-                scroll_id = page.scroll_id.take();
+            reader.after = last_sort.clone();
+            counters.read.fetch_add(page.hits.len() as u64, Relaxed);
+            let page = SlicePage {
+                slice: slice.id,
+                seq,
+                hits: page.hits,
+                last_sort,
+            };
+            seq += 1;
+            tokio::select! {
+                sent = pages.send(page) => if sent.is_err() { return Ok(false) },
+                _ = cancel.cancelled() => return Ok(false),
             }
         }
     }
     .await;
-    if result.is_ok() && !cancel.is_cancelled() && !pages.is_closed() {
+    if let Ok(true) = result {
         counters.read_done.store(true, Relaxed);
         debug!(
             slice = slice.id,
@@ -69,8 +111,72 @@ pub async fn read_slice(
             "slice read"
         );
     }
-    if let Some(id) = scroll_id {
-        let _ = es.clear_scroll(&id).await;
+    if let Some(id) = reader.scroll_id {
+        let _ = spec.es.clear_scroll(&id).await;
     }
-    result
+    result.map(drop)
+}
+
+struct Reader<'a> {
+    spec: &'a ReadSpec,
+    slice: Slice,
+    after: Option<Value>,
+    scroll_id: Option<String>,
+    first: bool,
+}
+
+impl Reader<'_> {
+    async fn next_page(&mut self) -> Result<Page, EsError> {
+        let s = self.spec;
+        match &s.mode {
+            ReadMode::Pit { pit, sort } => {
+                let after = match &self.after {
+                    Some(v) => {
+                        Some(RawValue::from_string(v.to_string()).expect("a Value is valid JSON"))
+                    }
+                    None => None,
+                };
+                let mut page =
+                    s.es.pit_page(
+                        pit,
+                        Some(self.slice),
+                        sort,
+                        s.page_size as usize,
+                        after.as_deref(),
+                        s.keep_alive,
+                    )
+                    .await?;
+                // A resumed slice keeps the total of its checkpoint.
+                if self.after.is_some() {
+                    page.total = None;
+                }
+                Ok(page)
+            }
+            ReadMode::Scroll => {
+                let mut page = match &self.scroll_id {
+                    None => {
+                        s.es.scroll_start(
+                            &s.source,
+                            Some(self.slice),
+                            s.page_size as usize,
+                            s.keep_alive,
+                        )
+                        .await?
+                    }
+                    Some(id) => s.es.scroll_next(id, s.keep_alive).await?,
+                };
+                if let Some(id) = page.scroll_id.take() {
+                    self.scroll_id = Some(id);
+                }
+                Ok(page)
+            }
+        }
+    }
+}
+
+fn parse_sort(raw: &RawValue) -> Result<Value, EsError> {
+    serde_json::from_str(raw.get()).map_err(|e| EsError::Decode {
+        call: "POST /_search".into(),
+        detail: format!("unreadable sort values: {e}"),
+    })
 }

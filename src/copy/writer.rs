@@ -1,7 +1,6 @@
 //! Sending one batch: per-item outcomes, retries of only the items that
 //! did not succeed, jittered exponential backoff.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -11,7 +10,7 @@ use super::adaptive::Concurrency;
 use super::encode::Batch;
 use super::error::CopyError;
 use super::outcome::{classify, retryable_status, ItemOutcome};
-use super::stats::CopyStats;
+use super::stats::{CopyStats, Outcome};
 use crate::es::{EsClient, EsError};
 use crate::migration::DocFailure;
 
@@ -70,12 +69,8 @@ pub async fn send_batch(
                     let doc = &batch.docs[i];
                     let slice = stats.slice(doc.slice);
                     match outcome {
-                        ItemOutcome::Copied => {
-                            slice.copied.fetch_add(1, Relaxed);
-                        }
-                        ItemOutcome::Superseded => {
-                            slice.superseded.fetch_add(1, Relaxed);
-                        }
+                        ItemOutcome::Copied => slice.account(doc.page, Outcome::Copied),
+                        ItemOutcome::Superseded => slice.account(doc.page, Outcome::Superseded),
                         ItemOutcome::Retry { status } => {
                             if status == 429 {
                                 t.rejections.inc();
@@ -85,6 +80,7 @@ pub async fn send_batch(
                         }
                         ItemOutcome::Failed { status, reason } => stats.record_failure(
                             doc.slice,
+                            doc.page,
                             DocFailure {
                                 id: doc.id.clone(),
                                 status,

@@ -51,6 +51,10 @@ pub struct CopyProgress {
     /// The cluster task of a server-side copy.
     #[serde(default)]
     pub task: Option<String>,
+    /// The point in time the client copy reads, while it is open: with it
+    /// the slices' `after` cursors resume exactly where they stopped.
+    #[serde(default)]
+    pub pit: Option<String>,
 }
 
 /// One document the target refused.
@@ -62,16 +66,21 @@ pub struct DocFailure {
 }
 
 /// Progress of one source slice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SliceCheckpoint {
     pub id: u32,
     pub max: u32,
     pub done: bool,
     /// Documents of this slice in the read snapshot.
     pub total: u64,
+    /// Outcomes of the documents up to `after` (all of them when done).
     pub copied: u64,
     pub superseded: u64,
     pub failed: u64,
+    /// Sort values of the last document whose outcome, and every earlier
+    /// one's, is known: a point-in-time read resumes after it.
+    #[serde(default)]
+    pub after: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +108,7 @@ impl CopyProgress {
             settings_restored: false,
             lease: None,
             task: None,
+            pit: None,
         }
     }
 

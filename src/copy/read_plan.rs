@@ -1,0 +1,111 @@
+//! How a copy run reads its source: a point in time with `search_after`
+//! where the engine can page it exactly (a `_shard_doc` tiebreaker, or one
+//! slice per shard so `_doc` is unique within each), else a sliced scroll;
+//! and whether unfinished slices resume after their cursors or start over.
+
+use serde_json::{json, Value};
+use tracing::info;
+
+use super::reader::ReadMode;
+use super::stats::plan_slices;
+use crate::config::CopyConfig;
+use crate::es::{EsClient, EsError, PitId, ServerInfo};
+use crate::migration::CopyProgress;
+
+pub struct ReadPlan {
+    pub mode: ReadMode,
+    /// Unfinished slices resume after their cursors (the point in time of
+    /// the last run is still open).
+    pub exact: bool,
+    /// The point in time to record in checkpoints.
+    pub pit: Option<String>,
+}
+
+fn sort_for(info: &ServerInfo) -> Value {
+    if info.supports_shard_doc() {
+        json!(["_shard_doc"])
+    } else {
+        json!(["_doc"])
+    }
+}
+
+/// Decides the read mode and fills `copy.slices` on a first run.
+pub async fn plan_read(
+    es: &EsClient,
+    source: &str,
+    copy: &mut CopyProgress,
+    config: &CopyConfig,
+) -> Result<ReadPlan, EsError> {
+    let info = es.info().await?;
+    let sort = sort_for(&info);
+    if !copy.slices.is_empty() {
+        let Some(id) = copy.pit.clone() else {
+            return Ok(ReadPlan {
+                mode: ReadMode::Scroll,
+                exact: false,
+                pit: None,
+            });
+        };
+        let pit = PitId {
+            engine: info.engine,
+            id,
+        };
+        match es
+            .pit_page(&pit, None, &sort, 0, None, config.scroll_keep_alive)
+            .await
+        {
+            Ok(_) => {
+                return Ok(ReadPlan {
+                    pit: Some(pit.id.clone()),
+                    mode: ReadMode::Pit { pit, sort },
+                    exact: true,
+                });
+            }
+            Err(e)
+                if e.status().is_some_and(|s| (400..500).contains(&s))
+                    || e.status() == Some(500) =>
+            {
+                info!(error = %e, "the copy's point in time is gone; unfinished slices start over");
+            }
+            Err(e) => return Err(e),
+        }
+        let pit = es
+            .open_pit(info.engine, source, config.scroll_keep_alive)
+            .await?;
+        return Ok(ReadPlan {
+            pit: Some(pit.id.clone()),
+            mode: ReadMode::Pit { pit, sort },
+            exact: false,
+        });
+    }
+    let shards = es.primary_shards(source).await?;
+    let pit_mode = info.supports_pit()
+        && (info.supports_shard_doc() || config.slices.is_none_or(|n| n == shards));
+    let count = match (pit_mode, info.supports_shard_doc()) {
+        (true, false) => shards,
+        _ => config.slices.unwrap_or(shards),
+    };
+    copy.slices = plan_slices(count);
+    if !pit_mode {
+        return Ok(ReadPlan {
+            mode: ReadMode::Scroll,
+            exact: false,
+            pit: None,
+        });
+    }
+    let pit = es
+        .open_pit(info.engine, source, config.scroll_keep_alive)
+        .await?;
+    Ok(ReadPlan {
+        pit: Some(pit.id.clone()),
+        mode: ReadMode::Pit { pit, sort },
+        exact: false,
+    })
+}
+
+/// Closes the point in time of a finished copy (it would expire anyway).
+pub async fn close(es: &EsClient, mode: &ReadMode) {
+    if let ReadMode::Pit { pit, .. } = mode {
+        let _ = es.close_pit(pit).await;
+    }
+}
