@@ -98,13 +98,25 @@ impl Env {
         extra: &str,
         index_extra: &str,
     ) -> Env {
-        let (es, _) = client().await;
+        client().await;
+        Self::build(&es_url(), label, indexes, extra, index_extra).await
+    }
+
+    /// Like [`Env::new`] on the node at `url` (one of the fault-test nodes).
+    pub async fn on_node(url: &str, label: &str, indexes: &[&str], extra: &str) -> Env {
+        Self::build(url, label, indexes, extra, "").await
+    }
+
+    async fn build(url: &str, label: &str, indexes: &[&str], extra: &str, index_extra: &str) -> Env {
+        let mut options = ConnectOptions::new(Url::parse(url).unwrap());
+        options.request_timeout = Duration::from_secs(60);
+        let es = EsClient::connect(&options).unwrap();
         let dir = tempfile::tempdir().expect("temp dir");
         let prefix = format!("{}-", unique(label));
         std::fs::create_dir(dir.path().join("mappings")).unwrap();
         let mut toml = format!(
             "[elasticsearch]\nurl = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n[migration]\nprefix = \"{prefix}\"\nstate_index = \"{prefix}state\"\n{extra}\n",
-            es_url()
+            url
         );
         for name in indexes {
             std::fs::write(dir.path().join(format!("mappings/{name}.json")), MAPPING_V1).unwrap();
@@ -503,4 +515,25 @@ impl Daemon {
         assert_eq!(view["phase"], "copying", "{view}");
         view["write_index"].as_str().unwrap().to_owned()
     }
+}
+
+/// URL of a second test node whose write queue is tiny (429s under load):
+/// `REINDEXD_TEST_ES_TINY_URL`, default port 9201.
+pub fn tiny_queue_url() -> String {
+    std::env::var("REINDEXD_TEST_ES_TINY_URL").unwrap_or_else(|_| "http://127.0.0.1:9201".into())
+}
+
+/// Port of a third test node that tests may restart:
+/// `REINDEXD_TEST_ES_RESTART_PORT`, default 9202.
+pub fn restartable_port() -> u16 {
+    std::env::var("REINDEXD_TEST_ES_RESTART_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9202)
+}
+
+/// Fails loudly, saying how to start it, when no node answers at `url`.
+pub async fn require_node(url: &str, how: &str) -> EsClient {
+    let client = EsClient::connect(&ConnectOptions::new(Url::parse(url).unwrap())).unwrap();
+    if let Err(e) = client.info().await {
+        panic!("no test node at {url} ({e}).\nStart it with `{how}` (bash .ci/run does).");
+    }
+    client
 }
