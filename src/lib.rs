@@ -13,6 +13,7 @@
 //! - [`metrics`]: Prometheus metrics from copy counters and stored state.
 //! - [`api`]: the HTTP API (axum) over `migration` and `copy`.
 //! - [`daemon`]: wiring of API, copy jobs and shutdown for `serve`.
+//! - [`logging`]: text or JSON logs on stderr, level reloadable.
 //! - [`cli`]: the `reindexd` command line over all of the above.
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod copy;
 pub mod daemon;
 pub mod es;
+pub mod logging;
 pub mod metrics;
 pub mod migration;
 pub mod secret;

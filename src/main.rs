@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    cli::init_logging(&config.log_level, config.log_format);
+    let log = reindexd::logging::init(&config.log_level, config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(cli, config)) {
+    match runtime.block_on(cli::run(cli, config, log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("reindexd: {}", e.to_string().replace('\n', "; "));

@@ -29,15 +29,30 @@ async fn a_429_storm_loses_nothing_and_the_limit_drops_and_recovers() {
         "scripts/test-cluster start --port 9201 --setting thread_pool.write.size=1 --setting thread_pool.write.queue_size=2",
     )
     .await;
-    let env = Env::on_node(&url, "storm", &["kb"], "[copy]\nbatch_bytes = \"24KiB\"\npage_size = 500\nmax_concurrency = 8").await;
+    let env = Env::on_node(
+        &url,
+        "storm",
+        &["kb"],
+        "[copy]\nbatch_bytes = \"24KiB\"\npage_size = 500\nmax_concurrency = 8",
+    )
+    .await;
     let m = &env.migrator;
     m.init("kb").await.unwrap();
     let total = 12_000;
     env.load_docs("kb", total).await;
     env.set_mapping("kb", MAPPING_V2);
-    let target = m.reindex("kb").await.unwrap().phase.write_index().to_owned();
+    let target = m
+        .reindex("kb")
+        .await
+        .unwrap()
+        .phase
+        .write_index()
+        .to_owned();
 
-    let handle = Arc::new(CopyHandle::new(CancellationToken::new(), Telemetry::default().for_index("kb")));
+    let handle = Arc::new(CopyHandle::new(
+        CancellationToken::new(),
+        Telemetry::default().for_index("kb"),
+    ));
     let copy = {
         let (m, handle) = (m.clone(), handle.clone());
         tokio::spawn(async move { drive(&m, "kb", "storm-test", &handle).await })
@@ -53,12 +68,23 @@ async fn a_429_storm_loses_nothing_and_the_limit_drops_and_recovers() {
     let state = copy.await.unwrap().unwrap();
     assert_exact(&state, total);
     env.es.refresh(&target).await.unwrap();
-    assert_eq!(env.es.count(&target).await.unwrap(), total, "documents lost in the storm");
+    assert_eq!(
+        env.es.count(&target).await.unwrap(),
+        total,
+        "documents lost in the storm"
+    );
     let rejections = handle.telemetry.rejections.get();
-    eprintln!("429s: {rejections}, retries: {}, limit trace: {trace:?}", handle.telemetry.retries.get());
+    eprintln!(
+        "429s: {rejections}, retries: {}, limit trace: {trace:?}",
+        handle.telemetry.retries.get()
+    );
     assert!(rejections > 0, "the tiny write queue must have pushed back");
-    let dropped_then_recovered = (1..trace.len()).any(|j| trace[j] < trace[j - 1] && trace[j + 1..].iter().any(|l| *l > trace[j]));
-    assert!(dropped_then_recovered, "the concurrency limit must drop and recover: {trace:?}");
+    let dropped_then_recovered = (1..trace.len())
+        .any(|j| trace[j] < trace[j - 1] && trace[j + 1..].iter().any(|l| *l > trace[j]));
+    assert!(
+        dropped_then_recovered,
+        "the concurrency limit must drop and recover: {trace:?}"
+    );
     env.cleanup().await;
 }
 
@@ -67,14 +93,30 @@ async fn a_node_restart_mid_copy_resumes_and_ends_exact() {
     let port = common::restartable_port();
     let url = format!("http://127.0.0.1:{port}");
     common::require_node(&url, &format!("scripts/test-cluster start --port {port}")).await;
-    let env = Env::on_node(&url, "restart", &["kb"], "[copy]\ncheckpoint_interval = \"1s\"\npage_size = 250").await;
+    let env = Env::on_node(
+        &url,
+        "restart",
+        &["kb"],
+        "[copy]\ncheckpoint_interval = \"1s\"\npage_size = 250",
+    )
+    .await;
     let m = &env.migrator;
     m.init("kb").await.unwrap();
     let total = 8_000;
     env.load_docs("kb", total).await;
     env.set_mapping("kb", MAPPING_V2);
-    let target = m.reindex("kb").await.unwrap().phase.write_index().to_owned();
-    m.update_copy("kb", Action::Throttle, |c| c.requests_per_second = Some(1_500.0)).await.unwrap();
+    let target = m
+        .reindex("kb")
+        .await
+        .unwrap()
+        .phase
+        .write_index()
+        .to_owned();
+    m.update_copy("kb", Action::Throttle, |c| {
+        c.requests_per_second = Some(1_500.0)
+    })
+    .await
+    .unwrap();
 
     let handle = Arc::new(CopyHandle::detached("kb"));
     let copy = {
@@ -91,9 +133,15 @@ async fn a_node_restart_mid_copy_resumes_and_ends_exact() {
         .unwrap();
     assert!(restarted.success(), "the node did not restart");
     // Lift the throttle so the rest goes quickly.
-    m.update_copy("kb", Action::Throttle, |c| c.requests_per_second = None).await.unwrap();
+    m.update_copy("kb", Action::Throttle, |c| c.requests_per_second = None)
+        .await
+        .unwrap();
 
-    let state = tokio::time::timeout(Duration::from_secs(240), copy).await.expect("copy finished").unwrap().unwrap();
+    let state = tokio::time::timeout(Duration::from_secs(240), copy)
+        .await
+        .expect("copy finished")
+        .unwrap()
+        .unwrap();
     assert_exact(&state, total);
     env.es.refresh(&target).await.unwrap();
     assert_eq!(env.es.count(&target).await.unwrap(), total);
@@ -104,7 +152,11 @@ async fn wait_for_progress(handle: &CopyHandle, docs: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let done = handle.stats().map_or(0, |s| {
-            let mut c = reindexd::migration::CopyProgress::new(reindexd::config::CopyEngine::Client, 0, chrono::Utc::now());
+            let mut c = reindexd::migration::CopyProgress::new(
+                reindexd::config::CopyEngine::Client,
+                0,
+                chrono::Utc::now(),
+            );
             s.apply(&mut c);
             c.done()
         });
@@ -124,7 +176,13 @@ struct Serve {
 impl Serve {
     async fn start(env: &Env, listen: &str) -> Serve {
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"))
-            .args(["--config", env.config_path().to_str().unwrap(), "serve", "--listen", listen])
+            .args([
+                "--config",
+                env.config_path().to_str().unwrap(),
+                "serve",
+                "--listen",
+                listen,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -132,7 +190,12 @@ impl Serve {
             .unwrap();
         let http = reqwest::Client::new();
         for _ in 0..200 {
-            if http.get(format!("http://{listen}/healthz")).send().await.is_ok() {
+            if http
+                .get(format!("http://{listen}/healthz"))
+                .send()
+                .await
+                .is_ok()
+            {
                 return Serve { child };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -142,12 +205,21 @@ impl Serve {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
-    let env = Env::new("sigkill", &["kb"], "[copy]\ncheckpoint_interval = \"1s\"\npage_size = 200").await;
+    let env = Env::new(
+        "sigkill",
+        &["kb"],
+        "[copy]\ncheckpoint_interval = \"1s\"\npage_size = 200",
+    )
+    .await;
     let m = &env.migrator;
     m.init("kb").await.unwrap();
     let total = 8_000u64;
@@ -158,9 +230,21 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
     let mut first = Serve::start(&env, &listen).await;
     let http = reqwest::Client::new();
     let api = format!("http://{listen}/v1/indexes/kb");
-    let started = http.post(format!("{api}/reindex")).body(r#"{"requests_per_second": 1000}"#).send().await.unwrap();
+    let started = http
+        .post(format!("{api}/reindex"))
+        .body(r#"{"requests_per_second": 1000}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(started.status(), 200);
-    let target = m.load("kb").await.unwrap().state.phase.write_index().to_owned();
+    let target = m
+        .load("kb")
+        .await
+        .unwrap()
+        .state
+        .phase
+        .write_index()
+        .to_owned();
 
     // Let it copy for a while, long enough for several checkpoints.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -177,22 +261,36 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
     first.child.wait().await.unwrap();
     let checkpoint = m.load("kb").await.unwrap().state;
     let saved = checkpoint.phase.copy().unwrap();
-    let confirmed: u64 = saved.slices.iter().map(|s| s.copied + s.superseded + s.failed).sum();
-    assert!(confirmed >= 2_000, "a checkpoint must have been saved before the kill: {saved:?}");
+    let confirmed: u64 = saved
+        .slices
+        .iter()
+        .map(|s| s.copied + s.superseded + s.failed)
+        .sum();
+    assert!(
+        confirmed >= 2_000,
+        "a checkpoint must have been saved before the kill: {saved:?}"
+    );
     assert!(saved.pit.is_some(), "the copy reads a point in time");
 
     // A new daemon takes over once the dead one's lease expires.
     let listen = format!("127.0.0.1:{}", free_port());
     let mut second = Serve::start(&env, &listen).await;
     let api = format!("http://{listen}/v1/indexes/kb");
-    http.post(format!("{api}/throttle")).body(r#"{"requests_per_second": null}"#).send().await.unwrap();
+    http.post(format!("{api}/throttle"))
+        .body(r#"{"requests_per_second": null}"#)
+        .send()
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let state = loop {
         let state = m.load("kb").await.unwrap().state;
         if state.phase.name() != "copying" {
             break state;
         }
-        assert!(Instant::now() < deadline, "the second daemon did not finish the copy");
+        assert!(
+            Instant::now() < deadline,
+            "the second daemon did not finish the copy"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     second.child.start_kill().unwrap();
@@ -203,8 +301,14 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
     // Only what was done after the last checkpoint is sent again (at
     // 1000 docs/s and a 1 s interval: about a thousand documents, plus the
     // batches in flight) — not the thousands copied before it.
-    eprintln!("confirmed at the checkpoint: {confirmed}, sent again: {}", p.superseded);
-    assert!(p.superseded <= 2_000, "resumed from the start, not from the checkpoint: {p:?}");
+    eprintln!(
+        "confirmed at the checkpoint: {confirmed}, sent again: {}",
+        p.superseded
+    );
+    assert!(
+        p.superseded <= 2_000,
+        "resumed from the start, not from the checkpoint: {p:?}"
+    );
     env.es.refresh(&target).await.unwrap();
     assert_eq!(env.es.count(&target).await.unwrap(), total);
     env.cleanup().await;

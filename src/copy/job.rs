@@ -202,18 +202,35 @@ pub async fn run_once(
     };
     if let Err(e) = outcome {
         if !matches!(e, CopyError::Stopped(..)) {
-            if let Err(save) = save_checkpoint(
+            // A stop for shutdown gives the copy up at once, so a restarted
+            // daemon need not wait for the lease to expire.
+            let release = matches!(e, CopyError::Cancelled);
+            let last = |c: &mut CopyProgress| stats.apply(c);
+            let saved = save_checkpoint(
                 migrator,
                 name,
                 owner,
                 &target,
-                |c| stats.apply(c),
+                last,
                 &handle.control,
                 lease_for,
             )
-            .await
-            {
-                warn!(index = name, error = %save, "last checkpoint not saved");
+            .await;
+            match saved {
+                Err(save) => warn!(index = name, error = %save, "last checkpoint not saved"),
+                Ok(()) if release => {
+                    let released = migrator
+                        .update_copy(name, Action::Reindex, |c| {
+                            if c.lease.as_ref().is_some_and(|l| l.owner == owner) {
+                                c.lease = None;
+                            }
+                        })
+                        .await;
+                    if let Err(err) = released {
+                        warn!(index = name, error = %err, "lease not released");
+                    }
+                }
+                Ok(()) => {}
             }
         }
         return Err(e);

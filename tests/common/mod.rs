@@ -107,7 +107,13 @@ impl Env {
         Self::build(url, label, indexes, extra, "").await
     }
 
-    async fn build(url: &str, label: &str, indexes: &[&str], extra: &str, index_extra: &str) -> Env {
+    async fn build(
+        url: &str,
+        label: &str,
+        indexes: &[&str],
+        extra: &str,
+        index_extra: &str,
+    ) -> Env {
         let mut options = ConnectOptions::new(Url::parse(url).unwrap());
         options.request_timeout = Duration::from_secs(60);
         let es = EsClient::connect(&options).unwrap();
@@ -526,7 +532,10 @@ pub fn tiny_queue_url() -> String {
 /// Port of a third test node that tests may restart:
 /// `REINDEXD_TEST_ES_RESTART_PORT`, default 9202.
 pub fn restartable_port() -> u16 {
-    std::env::var("REINDEXD_TEST_ES_RESTART_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9202)
+    std::env::var("REINDEXD_TEST_ES_RESTART_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(9202)
 }
 
 /// Fails loudly, saying how to start it, when no node answers at `url`.

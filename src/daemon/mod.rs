@@ -1,5 +1,8 @@
 //! The long-running service: the API on its listener, copy jobs for every
-//! index that is `copying`, and one shutdown path that waits for all of it.
+//! index that is `copying`, systemd notifications, and one shutdown path
+//! that waits for all of it.
+
+mod notify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +46,19 @@ pub async fn run(
     let token = config.api_token()?.map(Arc::new);
     let migrator = Migrator::new(es, config.clone());
     let jobs = Jobs::new(migrator.clone(), owner_id(), shutdown.child_token());
-    let scanner = tokio::spawn(scan(migrator.clone(), jobs.clone(), shutdown.clone()));
+    let (cluster_ready, ready_rx) = tokio::sync::watch::channel(false);
+    let scanner = tokio::spawn(scan(
+        migrator.clone(),
+        jobs.clone(),
+        cluster_ready,
+        shutdown.clone(),
+    ));
+    let notifier = tokio::spawn(notify::supervise(
+        migrator.clone(),
+        jobs.clone(),
+        ready_rx,
+        shutdown.clone(),
+    ));
     let metrics = Arc::new(Metrics::new(&migrator, &jobs));
     let app = api::router(AppState {
         migrator,
@@ -55,8 +70,10 @@ pub async fn run(
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
+    notify::stopping();
     shutdown.cancel();
     let _ = scanner.await;
+    let _ = notifier.await;
     if tokio::time::timeout(STOP_DEADLINE, jobs.wait())
         .await
         .is_err()
@@ -68,7 +85,12 @@ pub async fn run(
 }
 
 /// Starts a job for every `copying` index whose lease is free or ours.
-async fn scan(migrator: Migrator, jobs: Jobs, shutdown: CancellationToken) {
+async fn scan(
+    migrator: Migrator,
+    jobs: Jobs,
+    cluster_ready: tokio::sync::watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
     let mut ready = false;
     loop {
         if !ready {
@@ -76,6 +98,7 @@ async fn scan(migrator: Migrator, jobs: Jobs, shutdown: CancellationToken) {
                 Ok(()) => {
                     info!("cluster answered; state index ready");
                     ready = true;
+                    cluster_ready.send_replace(true);
                 }
                 Err(e) => warn!(error = %e, "cluster not available yet"),
             }

@@ -3,18 +3,24 @@
 //! they work while the daemon is down or on another host.
 
 use std::error::Error;
-use std::io::{IsTerminal, Write};
+
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, LogFormat, Overrides, DEFAULT_PATH};
+use crate::config::{Config, Overrides, DEFAULT_PATH};
+use crate::logging::LogLevel;
+
+mod output;
+mod serve;
+
 use crate::copy::{drive, owner_id, CopyHandle};
 use crate::es::EsClient;
 use crate::migration::{Action, IndexView, Migrator};
+use output::{describe, status, watch_progress};
+use serve::{serve, stop_on_signal};
 
 pub type CliResult = Result<(), Box<dyn Error + Send + Sync>>;
 
@@ -145,22 +151,8 @@ impl Cli {
     }
 }
 
-/// Starts logging to stderr: text on a terminal unless json is asked for.
-pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-    };
-}
-
 /// Runs one command with a loaded configuration.
-pub async fn run(cli: Cli, config: Config) -> CliResult {
+pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
     let config = Arc::new(config);
     if let Command::CheckConfig(_) = cli.command {
         return check_config(&config);
@@ -168,7 +160,7 @@ pub async fn run(cli: Cli, config: Config) -> CliResult {
     let connect = config.connect_options()?;
     let migrator = Migrator::new(EsClient::connect(&connect)?, config.clone());
     match cli.command {
-        Command::Serve(_) => serve(config).await,
+        Command::Serve(_) => serve(config, cli.config.clone(), cli.overrides(), log).await,
         Command::Init(n) => {
             for name in &n.names {
                 let state = migrator.init(name).await?;
@@ -260,34 +252,6 @@ fn check_config(config: &Config) -> CliResult {
     Ok(())
 }
 
-async fn serve(config: Arc<Config>) -> CliResult {
-    let listen = config.api.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen} (api.listen): {e}"))?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    crate::daemon::run(config, listener, shutdown).await?;
-    Ok(())
-}
-
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-pub async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("stop signal received; saving checkpoints");
-    shutdown.cancel();
-}
-
 async fn plan(migrator: &Migrator, json: bool) -> CliResult {
     let entries = migrator.plan().await?;
     if json {
@@ -364,62 +328,6 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
     }
 }
 
-/// Prints the live progress of copies run by this process every 2 s.
-async fn watch_progress(
-    migrator: Migrator,
-    handles: Vec<(String, Arc<CopyHandle>)>,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = stop.cancelled() => return,
-        }
-        for (name, handle) in &handles {
-            let Ok(stored) = migrator.load(name).await else {
-                continue;
-            };
-            let live = handle.stats().and_then(|stats| {
-                stored.state.phase.copy().map(|c| {
-                    let mut c = c.clone();
-                    stats.apply(&mut c);
-                    c
-                })
-            });
-            eprintln!(
-                "{}",
-                describe(&IndexView::new(&stored.state, live, chrono::Utc::now()))
-            );
-        }
-    }
-}
-
-async fn status(migrator: &Migrator, s: Status) -> CliResult {
-    loop {
-        let views = match &s.name {
-            Some(name) => vec![migrator.view(name).await?],
-            None => migrator.views().await?,
-        };
-        if s.json {
-            println!("{}", serde_json::to_string_pretty(&views)?);
-        } else if s.watch && std::io::stdout().is_terminal() {
-            print!("\x1b[2J\x1b[H");
-            for v in &views {
-                println!("{}", describe(v));
-            }
-            std::io::stdout().flush()?;
-        } else {
-            for v in &views {
-                println!("{}", describe(v));
-            }
-        }
-        if !s.watch || views.iter().all(|v| v.phase != "copying") {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
 async fn control(
     migrator: &Migrator,
     name: &str,
@@ -430,56 +338,4 @@ async fn control(
     let view = IndexView::new(&state, None, chrono::Utc::now());
     println!("{}", describe(&view));
     Ok(())
-}
-
-/// One status line (plus failures) for people.
-pub fn describe(v: &IndexView) -> String {
-    let mut line = format!(
-        "{}: {} (read {}, write {})",
-        v.name,
-        v.phase,
-        v.read_index.as_deref().unwrap_or("-"),
-        v.write_index.as_deref().unwrap_or("-")
-    );
-    if let Some(p) = &v.progress {
-        let width = 30;
-        let filled = (p.ratio * width as f64).round() as usize;
-        line.push_str(&format!(
-            "\n  [{}{}] {:5.1}%  {} of {}  copied {}  superseded {}  failed {}  {:.0} docs/s",
-            "#".repeat(filled),
-            "-".repeat(width - filled.min(width)),
-            p.ratio * 100.0,
-            p.copied + p.superseded + p.failed,
-            p.total,
-            p.copied,
-            p.superseded,
-            p.failed,
-            p.docs_per_second
-        ));
-        if let (None, Some(eta)) = (p.finished_at, p.eta_seconds) {
-            line.push_str(&format!(
-                "  ETA {}",
-                humantime::format_duration(Duration::from_secs(eta))
-            ));
-        }
-        if p.paused {
-            line.push_str("  PAUSED");
-        }
-        if let Some(r) = p.requests_per_second {
-            line.push_str(&format!("  throttled to {r} docs/s"));
-        }
-    }
-    if let Some(reason) = &v.reason {
-        line.push_str(&format!("\n  reason: {reason}"));
-    }
-    for f in v.failures.iter().take(5) {
-        line.push_str(&format!("\n  failed document {}: {}", f.id, f.reason));
-    }
-    if !v.abandoned.is_empty() {
-        line.push_str(&format!(
-            "\n  abandoned (cleanup deletes): {}",
-            v.abandoned.join(", ")
-        ));
-    }
-    line
 }

@@ -1,0 +1,120 @@
+//! What the CLI prints for people: status lines with a progress bar, and
+//! the live progress of copies it runs itself.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{CliResult, Status};
+use crate::copy::CopyHandle;
+use crate::migration::{IndexView, Migrator};
+
+/// Prints the live progress of copies run by this process every 2 s.
+pub(super) async fn watch_progress(
+    migrator: Migrator,
+    handles: Vec<(String, Arc<CopyHandle>)>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.cancelled() => return,
+        }
+        for (name, handle) in &handles {
+            let Ok(stored) = migrator.load(name).await else {
+                continue;
+            };
+            let live = handle.stats().and_then(|stats| {
+                stored.state.phase.copy().map(|c| {
+                    let mut c = c.clone();
+                    stats.apply(&mut c);
+                    c
+                })
+            });
+            eprintln!(
+                "{}",
+                describe(&IndexView::new(&stored.state, live, chrono::Utc::now()))
+            );
+        }
+    }
+}
+
+pub(super) async fn status(migrator: &Migrator, s: Status) -> CliResult {
+    loop {
+        let views = match &s.name {
+            Some(name) => vec![migrator.view(name).await?],
+            None => migrator.views().await?,
+        };
+        if s.json {
+            println!("{}", serde_json::to_string_pretty(&views)?);
+        } else if s.watch && std::io::stdout().is_terminal() {
+            print!("\x1b[2J\x1b[H");
+            for v in &views {
+                println!("{}", describe(v));
+            }
+            std::io::stdout().flush()?;
+        } else {
+            for v in &views {
+                println!("{}", describe(v));
+            }
+        }
+        if !s.watch || views.iter().all(|v| v.phase != "copying") {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// One status line (plus failures) for people.
+pub fn describe(v: &IndexView) -> String {
+    let mut line = format!(
+        "{}: {} (read {}, write {})",
+        v.name,
+        v.phase,
+        v.read_index.as_deref().unwrap_or("-"),
+        v.write_index.as_deref().unwrap_or("-")
+    );
+    if let Some(p) = &v.progress {
+        let width = 30;
+        let filled = (p.ratio * width as f64).round() as usize;
+        line.push_str(&format!(
+            "\n  [{}{}] {:5.1}%  {} of {}  copied {}  superseded {}  failed {}  {:.0} docs/s",
+            "#".repeat(filled),
+            "-".repeat(width - filled.min(width)),
+            p.ratio * 100.0,
+            p.copied + p.superseded + p.failed,
+            p.total,
+            p.copied,
+            p.superseded,
+            p.failed,
+            p.docs_per_second
+        ));
+        if let (None, Some(eta)) = (p.finished_at, p.eta_seconds) {
+            line.push_str(&format!(
+                "  ETA {}",
+                humantime::format_duration(Duration::from_secs(eta))
+            ));
+        }
+        if p.paused {
+            line.push_str("  PAUSED");
+        }
+        if let Some(r) = p.requests_per_second {
+            line.push_str(&format!("  throttled to {r} docs/s"));
+        }
+    }
+    if let Some(reason) = &v.reason {
+        line.push_str(&format!("\n  reason: {reason}"));
+    }
+    for f in v.failures.iter().take(5) {
+        line.push_str(&format!("\n  failed document {}: {}", f.id, f.reason));
+    }
+    if !v.abandoned.is_empty() {
+        line.push_str(&format!(
+            "\n  abandoned (cleanup deletes): {}",
+            v.abandoned.join(", ")
+        ));
+    }
+    line
+}

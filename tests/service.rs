@@ -1,0 +1,229 @@
+//! Running as a service: the systemd notification protocol (this test plays
+//! systemd's side on a datagram socket it owns), graceful stop on SIGTERM
+//! with a resumable checkpoint, and SIGHUP reloads.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Env, MAPPING_V2};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixDatagram;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(child: &tokio::process::Child, name: &str) {
+    let pid = child.id().unwrap().to_string();
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn serve(env: &Env, listen: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"));
+    command
+        .args([
+            "--config",
+            env.config_path().to_str().unwrap(),
+            "serve",
+            "--listen",
+            listen,
+        ])
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+async fn recv(socket: &UnixDatagram, timeout: Duration) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(timeout, socket.recv(&mut buf)).await {
+        Ok(Ok(n)) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifies_systemd_ready_status_watchdog_and_stopping_in_order() {
+    let env = Env::new("notify", &["kb"], "").await;
+    env.migrator.init("kb").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = serve(&env, &listen)
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !messages.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
+        assert!(Instant::now() < deadline, "no watchdog ping: {messages:?}");
+        if let Some(m) = recv(&socket, Duration::from_secs(5)).await {
+            messages.push(m);
+        }
+    }
+    // READY comes first, once the API answers, with a status line.
+    assert!(messages[0].contains("READY=1"), "{messages:?}");
+    assert!(messages[0].contains("STATUS=kb live"), "{messages:?}");
+    let health = reqwest::get(format!("http://{listen}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    signal(&child, "TERM");
+    let mut stopping = false;
+    while let Some(m) = recv(&socket, Duration::from_secs(10)).await {
+        if m.contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+        assert!(!m.contains("READY=1"), "READY twice: {m}");
+    }
+    assert!(stopping, "no STOPPING=1 after SIGTERM");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() {
+    let env = Env::new(
+        "sigterm",
+        &["kb"],
+        "[copy]\ncheckpoint_interval = \"1s\"\npage_size = 200",
+    )
+    .await;
+    let m = &env.migrator;
+    m.init("kb").await.unwrap();
+    env.load_docs("kb", 6_000).await;
+    env.set_mapping("kb", MAPPING_V2);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut first = serve(&env, &listen).stderr(Stdio::null()).spawn().unwrap();
+    let http = reqwest::Client::new();
+    let api = format!("http://{listen}/v1/indexes/kb");
+    for _ in 0..200 {
+        if http
+            .get(format!("http://{listen}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = http
+        .post(format!("{api}/reindex"))
+        .body(r#"{"requests_per_second": 1500}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    signal(&first, "TERM");
+    let status = tokio::time::timeout(Duration::from_secs(60), first.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "graceful stop exits 0, got {status}");
+    let stored = m.load("kb").await.unwrap().state;
+    assert_eq!(stored.phase.name(), "copying");
+    let copy = stored.phase.copy().unwrap();
+    assert!(
+        copy.lease.is_none(),
+        "a graceful stop gives the copy up: {:?}",
+        copy.lease
+    );
+    let confirmed: u64 = copy.slices.iter().map(|s| s.copied + s.superseded).sum();
+    assert!(confirmed > 0, "a checkpoint was saved: {copy:?}");
+
+    // The next daemon takes the copy over without waiting for a lease.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut second = serve(&env, &listen).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let state = loop {
+        let state = m.load("kb").await.unwrap().state;
+        if state.phase.name() != "copying" {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "the copy was not resumed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    signal(&second, "TERM");
+    second.wait().await.unwrap();
+    assert_eq!(state.phase.name(), "ready", "{:?}", state.phase);
+    let p = state.phase.copy().unwrap();
+    assert_eq!(p.copied + p.superseded, 6_000);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_log_level_and_refuses_a_bad_file() {
+    let env = Env::new("hup", &["kb"], "").await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = serve(&env, &listen).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    wait_for(&mut lines, "API listening").await;
+
+    let original = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(
+        env.config_path(),
+        format!("{original}\n[log]\nlevel = \"debug\"\n"),
+    )
+    .unwrap();
+    signal(&child, "HUP");
+    let line = wait_for(&mut lines, "configuration reloaded").await;
+    assert!(line.contains("debug"), "{line}");
+
+    std::fs::write(
+        env.config_path(),
+        format!("{original}\n[log]\nlevel = \"debug\"\nbogus_key = 1\n"),
+    )
+    .unwrap();
+    signal(&child, "HUP");
+    let line = wait_for(&mut lines, "configuration refused").await;
+    assert!(line.contains("bogus_key"), "{line}");
+    // Still serving after both.
+    let health = reqwest::get(format!("http://{listen}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    signal(&child, "TERM");
+    assert!(child.wait().await.unwrap().success());
+    env.cleanup().await;
+}
+
+/// The first stderr line containing `needle`.
+async fn wait_for(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    needle: &str,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await {
+            Ok(Ok(Some(line))) if line.contains(needle) => return line,
+            Ok(Ok(None)) => panic!("the daemon exited while waiting for {needle:?}"),
+            _ => {}
+        }
+    }
+    panic!("no log line with {needle:?}");
+}
