@@ -340,12 +340,25 @@ impl Migrator {
         reason: &str,
     ) -> Result<IndexState, MigrationError> {
         let stored = self.load(name).await?;
-        if let Phase::Copying { copy, .. } = &stored.state.phase {
+        let mut restored = false;
+        if let Phase::Copying { copy, target, .. } = &stored.state.phase {
             if copy.lease.as_ref().is_some_and(|l| l.owner != owner) {
                 return Err(MigrationError::Conflict(name.to_owned()));
             }
+            // The failed generation must not keep bulk-load settings.
+            let settings = Value::Object(copy.saved_settings.clone());
+            match self.es.put_settings(target, &settings).await {
+                Ok(()) => restored = true,
+                Err(e) => {
+                    warn!(index = name, generation = %target, error = %e, "could not restore settings of the failed generation")
+                }
+            }
         }
-        let next = stored.state.fail_copy(reason.to_owned(), Utc::now())?;
+        let now = Utc::now();
+        let next = stored
+            .state
+            .update_copy(Action::Reindex, |c| c.settings_restored |= restored, now)?
+            .fail_copy(reason.to_owned(), now)?;
         Ok(self.store.replace(&stored, next).await?.state)
     }
 

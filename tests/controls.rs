@@ -1,0 +1,262 @@
+//! Live control and visibility of a running copy: documents the new mapping
+//! refuses, throttle, pause/resume, and metrics that agree with the state.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Env, MAPPING_V2};
+use reindexd::copy::{drive, Control, CopyHandle, CopyStats};
+use reindexd::migration::{Action, CopyProgress};
+
+fn done(stats: &CopyStats) -> u64 {
+    let mut c = CopyProgress::new(reindexd::config::CopyEngine::Client, 0, chrono::Utc::now());
+    stats.apply(&mut c);
+    c.done()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_documents_are_recorded_and_the_rest_copied() {
+    let env = Env::new("refused", &["kb"], "").await;
+    let m = &env.migrator;
+    m.init("kb").await.unwrap();
+    env.load_docs("kb", 2_000).await;
+    // Valid for the old mapping (`boost` is not mapped there), not for the new.
+    let alias = env.write_alias("kb");
+    let mut body = String::new();
+    for i in 0..7 {
+        body.push_str(&format!("{{\"index\":{{\"_index\":\"{alias}\",\"_id\":\"bad-{i}\"}}}}\n{{\"n\":{i},\"boost\":\"not a number\"}}\n"));
+    }
+    assert!(
+        !env.es
+            .bulk(body.into(), Some("true"), None)
+            .await
+            .unwrap()
+            .errors
+    );
+    env.set_mapping("kb", MAPPING_V2);
+    let target = m
+        .reindex("kb")
+        .await
+        .unwrap()
+        .phase
+        .write_index()
+        .to_owned();
+
+    let state = drive(m, "kb", "refused-test", &CopyHandle::detached("kb"))
+        .await
+        .unwrap();
+    assert_eq!(state.phase.name(), "failed", "{:?}", state.phase);
+    let p = state.phase.copy().unwrap();
+    assert_eq!((p.total, p.copied, p.failed), (2_007, 2_000, 7));
+    let mut ids: Vec<&str> = p.failures.iter().map(|f| f.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["bad-0", "bad-1", "bad-2", "bad-3", "bad-4", "bad-5", "bad-6"]
+    );
+    assert!(
+        p.failures
+            .iter()
+            .all(|f| f.status == 400 && f.reason.contains("boost")),
+        "{:?}",
+        p.failures
+    );
+    let reindexd::migration::Phase::Failed { reason, .. } = &state.phase else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("7 documents failed") && reason.contains("reindexd accept"),
+        "{reason}"
+    );
+    // The target's own settings are back even though it failed.
+    assert_eq!(
+        env.es.get_settings(&target).await.unwrap()["index.refresh_interval"],
+        "1s"
+    );
+    env.es.refresh(&target).await.unwrap();
+    assert_eq!(env.es.count(&target).await.unwrap(), 2_000);
+
+    // Not ready: no flip until the operator accepts the failures.
+    assert!(m
+        .flip("kb")
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("it is failed"));
+    assert_eq!(m.accept("kb").await.unwrap().phase.name(), "ready");
+    assert_eq!(m.flip("kb").await.unwrap().phase.read_index(), target);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttle_holds_the_rate_and_pause_stops_the_copy() {
+    let env = Env::new("throttle", &["kb"], "[copy]\npage_size = 200").await;
+    let m = &env.migrator;
+    m.init("kb").await.unwrap();
+    env.load_docs("kb", 9_000).await;
+    env.set_mapping("kb", MAPPING_V2);
+    m.reindex("kb").await.unwrap();
+    let rate = 400.0;
+    m.update_copy("kb", Action::Throttle, |c| {
+        c.requests_per_second = Some(rate)
+    })
+    .await
+    .unwrap();
+    let handle = Arc::new(CopyHandle::detached("kb"));
+    let copy = {
+        let (m, handle) = (m.clone(), handle.clone());
+        tokio::spawn(async move { drive(&m, "kb", "throttle-test", &handle).await })
+    };
+    while handle.stats().is_none_or(|s| done(&s) == 0) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = handle.stats().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (t0, n0) = (Instant::now(), done(&stats));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let observed = (done(&stats) - n0) as f64 / t0.elapsed().as_secs_f64();
+    eprintln!("throttled to {rate}/s, observed {observed:.0}/s");
+    assert!(
+        observed <= rate * 1.2,
+        "observed {observed:.0} docs/s over 10 s, throttle {rate}"
+    );
+    assert!(
+        observed >= rate * 0.5,
+        "the throttled copy barely ran: {observed:.0} docs/s"
+    );
+
+    set_control(m, &handle, true, Some(rate)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // requests in flight finish
+    let paused_at = done(&stats);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        done(&stats),
+        paused_at,
+        "documents were copied while paused"
+    );
+    assert!(
+        m.load("kb")
+            .await
+            .unwrap()
+            .state
+            .phase
+            .copy()
+            .unwrap()
+            .paused
+    );
+
+    set_control(m, &handle, false, None).await;
+    let state = tokio::time::timeout(Duration::from_secs(120), copy)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.phase.name(), "ready");
+    assert_eq!(state.phase.copy().unwrap().copied, 9_000);
+    env.cleanup().await;
+}
+
+/// Pause or throttle, as the API does it: stored state plus the running
+/// copy's control.
+async fn set_control(
+    m: &reindexd::migration::Migrator,
+    handle: &CopyHandle,
+    paused: bool,
+    rate: Option<f64>,
+) {
+    m.update_copy("kb", Action::Pause, |c| {
+        c.paused = paused;
+        c.requests_per_second = rate;
+    })
+    .await
+    .unwrap();
+    handle.control.send_replace(Control {
+        paused,
+        requests_per_second: rate,
+    });
+}
+
+/// Value of the first series of `name` with `labels` in an exposition.
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_move_with_the_copy_and_agree_with_the_state() {
+    let env = Env::new("metrics", &["kb"], "[copy]\npage_size = 200").await;
+    let daemon = Daemon::start(&env).await;
+    daemon.post("/v1/indexes/kb/init", None).await;
+    env.load_docs("kb", 6_000).await;
+    env.set_mapping("kb", MAPPING_V2);
+    let (status, _) = daemon
+        .post(
+            "/v1/indexes/kb/reindex",
+            Some(r#"{"requests_per_second": 1500}"#),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let scrape = || async {
+        daemon
+            .http
+            .get(format!("{}/metrics", daemon.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let first = scrape().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = scrape().await;
+    let label = "index=\"kb\"";
+    assert_eq!(
+        sample(&first, "reindexd_phase", "phase=\"copying\""),
+        Some(1.0),
+        "{first}"
+    );
+    let copied = |t: &str| sample(t, "reindexd_documents_copied_total", label).unwrap();
+    assert!(
+        copied(&second) > copied(&first),
+        "copied did not move: {} then {}",
+        copied(&first),
+        copied(&second)
+    );
+    assert_eq!(
+        sample(&first, "reindexd_source_documents", label),
+        Some(6_000.0)
+    );
+    assert!(sample(&second, "reindexd_bulk_requests_total", "outcome=\"ok\"").unwrap() > 0.0);
+    assert!(sample(&second, "reindexd_concurrency_limit", label).unwrap() >= 1.0);
+
+    let view = daemon
+        .wait_phase("kb", &["ready"], Duration::from_secs(60))
+        .await;
+    let last = scrape().await;
+    assert_eq!(
+        sample(&last, "reindexd_phase", "phase=\"ready\""),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&last, "reindexd_documents_copied_total", label),
+        view["progress"]["copied"].as_f64()
+    );
+    assert_eq!(
+        sample(&last, "reindexd_documents_superseded_total", label),
+        view["progress"]["superseded"].as_f64()
+    );
+    assert_eq!(sample(&last, "reindexd_progress_ratio", label), Some(1.0));
+    assert_eq!(
+        sample(&last, "reindexd_alias_changes_total", "kind=\"write\""),
+        Some(1.0)
+    );
+    assert!(last.trim_end().ends_with("# EOF"));
+    daemon.stop().await;
+    env.cleanup().await;
+}
