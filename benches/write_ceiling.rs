@@ -17,7 +17,8 @@
 //!    deletes the target.
 //! 3. Prints one JSON line per concurrency on stdout: docs, seconds,
 //!    docs/s, and this program's own CPU seconds in that window (so a
-//!    reader can check that the replayer was not the bottleneck).
+//!    reader can check that the replayer was not the bottleneck), plus the
+//!    node's CPU seconds when `--node-pid` names its process.
 //!
 //! Items answered 429 (or a whole 429/5xx answer) are sent again after a
 //! short pause; 409 (version conflict: already written by an earlier try)
@@ -26,7 +27,7 @@
 //! ```text
 //! write_ceiling --url http://127.0.0.1:9290 --ndjson data.ndjson \
 //!   --create-body target.json --index bench-ceiling --concurrency 1,2,4,8 \
-//!   [--batch-bytes 8388608]
+//!   [--batch-bytes 8388608] [--node-pid PID]
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,12 +45,14 @@ struct Args {
     index: String,
     concurrency: Vec<usize>,
     batch_bytes: usize,
+    /// The node's process, to report its CPU seconds per run too.
+    node_pid: Option<u32>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: write_ceiling --url URL --ndjson FILE --create-body FILE --index NAME \
-         [--concurrency 1,2,4,8] [--batch-bytes BYTES]"
+         [--concurrency 1,2,4,8] [--batch-bytes BYTES] [--node-pid PID]"
     );
     std::process::exit(2)
 }
@@ -61,6 +64,7 @@ fn parse_args() -> Args {
     let mut index = None;
     let mut concurrency = vec![1, 2, 4, 8];
     let mut batch_bytes = 8 << 20;
+    let mut node_pid = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
@@ -76,6 +80,7 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--batch-bytes" => batch_bytes = value().parse().unwrap_or_else(|_| usage()),
+            "--node-pid" => node_pid = Some(value().parse().unwrap_or_else(|_| usage())),
             // `cargo bench` appends `--bench`; harmless when run directly.
             "--bench" => {}
             _ => usage(),
@@ -154,9 +159,9 @@ fn encode(data: &[u8], target: &str, batch_bytes: usize) -> Vec<(Bytes, usize)> 
     bodies
 }
 
-/// user+sys CPU seconds of this process (USER_HZ is 100 on Linux).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// user+sys CPU seconds of a process (`self` or a pid; USER_HZ is 100 on Linux).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
     let tick = |i: usize| {
@@ -272,7 +277,9 @@ async fn run(args: Args) -> Result<(), Failure> {
     let index_url = format!("{url}/{}", args.index);
     for &concurrency in &args.concurrency {
         let _ = client.delete(&index_url).send().await?;
-        let cpu_before = cpu_seconds();
+        let node_pid = args.node_pid.map(|p| p.to_string());
+        let node_before = node_pid.as_deref().map(cpu_seconds);
+        let cpu_before = cpu_seconds("self");
         let started = Instant::now();
         check(
             client.put(&index_url).json(&create_body).send().await?,
@@ -303,7 +310,12 @@ async fn run(args: Args) -> Result<(), Failure> {
         )
         .await?;
         let seconds = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds() - cpu_before;
+        let cpu = cpu_seconds("self") - cpu_before;
+        let node_cpu = node_pid
+            .as_deref()
+            .map(cpu_seconds)
+            .zip(node_before)
+            .map(|(after, before)| after - before);
         let count = check(
             client.get(format!("{index_url}/_count")).send().await?,
             "count",
@@ -326,6 +338,7 @@ async fn run(args: Args) -> Result<(), Failure> {
                 "seconds": seconds,
                 "docs_per_second": total_docs as f64 / seconds,
                 "cpu_seconds": cpu,
+                "node_cpu_seconds": node_cpu,
             })
         );
         eprintln!(

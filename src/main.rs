@@ -9,6 +9,24 @@ use reindexd::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, cli::Command::Serve(_)) {
+        // A one-shot command piped into `head` should end quietly, like
+        // other command-line tools; the daemon keeps Rust's "ignore" so a
+        // closed client socket never kills it.
+        // SAFETY: called before any thread exists; SIG_DFL is a valid handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    if let Some(result) = cli::run_without_config(&cli) {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("reindexd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load(&cli.config, &cli.overrides()) {
         Ok(config) => config,
         Err(e) => {

@@ -27,7 +27,7 @@ pub type CliResult = Result<(), Box<dyn Error + Send + Sync>>;
 #[derive(Debug, Parser)]
 #[command(
     name = "reindexd",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("REINDEXD_GIT_REVISION"), ")"),
     about = "Zero-downtime mapping changes for Elasticsearch and OpenSearch"
 )]
 pub struct Cli {
@@ -75,6 +75,15 @@ pub enum Command {
     Cleanup(One),
     /// Validate the configuration and mapping files; print the effective config.
     CheckConfig(CheckConfig),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(Completions),
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct Completions {
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +160,24 @@ impl Cli {
     }
 }
 
+/// Runs the commands that need no configuration (completions, man page);
+/// `None` for every other command.
+pub fn run_without_config(cli: &Cli) -> Option<CliResult> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    match &cli.command {
+        Command::Completions(c) => {
+            clap_complete::generate(c.shell, &mut command, "reindexd", &mut std::io::stdout());
+            Some(Ok(()))
+        }
+        Command::Man => Some(
+            clap_mangen::Man::new(command)
+                .render(&mut std::io::stdout())
+                .map_err(Into::into),
+        ),
+        _ => None,
+    }
+}
+
 /// Runs one command with a loaded configuration.
 pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
     let config = Arc::new(config);
@@ -214,7 +241,9 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
             println!("{}: deleted {}", o.name, deleted.join(", "));
             Ok(())
         }
-        Command::CheckConfig(_) => unreachable!("handled above"),
+        Command::CheckConfig(_) | Command::Completions(_) | Command::Man => {
+            unreachable!("handled above")
+        }
     }
 }
 
