@@ -264,8 +264,14 @@ fn check_config(config: &Config) -> CliResult {
             problems.push(format!("indexes[{i}].mapping: {e}"));
         }
     }
-    if let Err(e) = config.connect_options() {
-        problems.push(e.to_string());
+    match config.connect_options() {
+        // Builds the client too: a CA file that is not PEM is caught here.
+        Ok(options) => {
+            if let Err(e) = EsClient::connect(&options) {
+                problems.push(e.to_string());
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
     }
     if let Err(e) = config.api_token() {
         problems.push(e.to_string());
