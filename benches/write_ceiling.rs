@@ -18,7 +18,8 @@
 //! 3. Prints one JSON line per concurrency on stdout: docs, seconds,
 //!    docs/s, and this program's own CPU seconds in that window (so a
 //!    reader can check that the replayer was not the bottleneck), plus the
-//!    node's CPU seconds when `--node-pid` names its process.
+//!    node's CPU seconds when `--node-pid` names its process, and the whole
+//!    machine's busy CPU seconds (what else ran shows as the difference).
 //!
 //! Items answered 429 (or a whole 429/5xx answer) are sent again after a
 //! short pause; 409 (version conflict: already written by an earlier try)
@@ -159,6 +160,22 @@ fn encode(data: &[u8], target: &str, batch_bytes: usize) -> Vec<(Bytes, usize)> 
     bodies
 }
 
+/// Busy CPU seconds of the whole machine, all cores (from `/proc/stat`).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: f64 = cpu.iter().enumerate().filter(|(i, _)| !matches!(i, 3 | 4) && *i < 8).map(|(_, v)| v).sum();
+    busy / 100.0
+}
+
 /// user+sys CPU seconds of a process (`self` or a pid; USER_HZ is 100 on Linux).
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -280,6 +297,7 @@ async fn run(args: Args) -> Result<(), Failure> {
         let node_pid = args.node_pid.map(|p| p.to_string());
         let node_before = node_pid.as_deref().map(cpu_seconds);
         let cpu_before = cpu_seconds("self");
+        let machine_before = machine_busy_seconds();
         let started = Instant::now();
         check(
             client.put(&index_url).json(&create_body).send().await?,
@@ -311,6 +329,7 @@ async fn run(args: Args) -> Result<(), Failure> {
         .await?;
         let seconds = started.elapsed().as_secs_f64();
         let cpu = cpu_seconds("self") - cpu_before;
+        let machine_cpu = machine_busy_seconds() - machine_before;
         let node_cpu = node_pid
             .as_deref()
             .map(cpu_seconds)
@@ -339,6 +358,7 @@ async fn run(args: Args) -> Result<(), Failure> {
                 "docs_per_second": total_docs as f64 / seconds,
                 "cpu_seconds": cpu,
                 "node_cpu_seconds": node_cpu,
+                "machine_cpu_seconds": machine_cpu,
             })
         );
         eprintln!(

@@ -1,246 +1,23 @@
 //! TLS with a custom CA, basic auth and API keys, for real: Debian's nginx
 //! terminates TLS in front of the test node with certificates from a
 //! throwaway CA and authenticates like a secured cluster would (basic auth
-//! on one port, an API key on another). Good settings work; a wrong CA, a
-//! wrong password, a wrong API key or plain HTTP each fail with a one-line
-//! reason and leave the node untouched (checked over plain HTTP on the
-//! node's own port). No secret ever shows in output, logs or API answers.
+//! on one port, an API key on another; see `common::TlsProxy`). Good
+//! settings work; a wrong CA, a wrong password, a wrong API key or plain
+//! HTTP each fail with a one-line reason and leave the node untouched
+//! (checked over plain HTTP on the node's own port). No secret ever shows
+//! in output, logs (debug and trace) or API answers.
 //!
-//! Needs `nginx` and `openssl` (`apt-get install -y nginx openssl`); the
+//! Needs `nginx` and `openssl` (`apt-get install -y nginx openssl`); each
 //! test runs its own nginx in the foreground from a temp dir.
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{es_url, Env};
+use common::{es_url, free_port, Env, TlsProxy, TLS_USER as USER};
 use reindexd::es::{Auth, ConnectOptions, EsClient};
 use reindexd::secret::Secret;
-
-const USER: &str = "reindexd";
-
-/// Finds `name` on PATH or in /usr/sbin; fails saying how to install it.
-fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` not found: the TLS tests need it (apt-get install -y nginx openssl)")
-        })
-}
-
-/// Runs `openssl` with the whitespace-separated `args` in `dir`, `input`
-/// on stdin; returns stdout.
-fn openssl(dir: &Path, args: &str, input: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(tool("openssl"))
-        .args(args.split_whitespace())
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl runs");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "openssl {args}: {err}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Two unrelated throwaway CAs, `ca` and `wrong-ca` (`.pem`, `.key`), and
-/// `server.pem`/`server.key` for 127.0.0.1 (SAN IP) signed by `ca`.
-fn make_pki(dir: &Path) {
-    let new_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    for ca in ["ca", "wrong-ca"] {
-        openssl(
-            dir,
-            &format!(
-                "req -x509 -new {new_key} -keyout {ca}.key -out {ca}.pem -days 2 \
-            -subj /CN=reindexd-test-{ca} -addext basicConstraints=critical,CA:TRUE \
-            -addext keyUsage=critical,keyCertSign,cRLSign"
-            ),
-            "",
-        );
-    }
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName = IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\n\
-         keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &format!("req -new {new_key} -keyout server.key -out server.csr -subj /CN=127.0.0.1"),
-        "",
-    );
-    openssl(
-        dir,
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 \
-        -out server.pem -extfile server.ext",
-        "",
-    );
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = c
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            let pad = i > c.len();
-            out.push(if pad {
-                '='
-            } else {
-                A[(n >> (18 - 6 * i) & 63) as usize] as char
-            });
-        }
-    }
-    out
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// nginx in front of the node: `basic_url` wants basic auth, `api_key_url`
-/// an API key; both speak TLS only, with a certificate of the throwaway CA.
-struct Proxy {
-    dir: tempfile::TempDir,
-    basic_url: String,
-    api_key_url: String,
-    password: String,
-    /// As the engine issues it: base64 of `id:key`.
-    api_key: String,
-    api_key_raw: String,
-    nginx: tokio::process::Child,
-}
-
-impl Proxy {
-    async fn start(node: &str) -> Proxy {
-        let nginx_bin = tool("nginx");
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        make_pki(d);
-        let salt = format!(
-            "{}x{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        let password = format!("Pw{salt}Zq");
-        let api_key_raw = format!("kid{salt}:Ak{salt}Yv");
-        let api_key = base64(api_key_raw.as_bytes());
-        let htpasswd = openssl(d, "passwd -apr1 -stdin", &password);
-        std::fs::write(d.join("htpasswd"), format!("{USER}:{htpasswd}")).unwrap();
-        // Secret files end with a newline, as `echo` and editors write them.
-        for (file, value) in [
-            ("password", password.clone()),
-            ("wrong-password", format!("{password}0")),
-            ("api-key", api_key.clone()),
-            (
-                "wrong-api-key",
-                base64(format!("{api_key_raw}0").as_bytes()),
-            ),
-        ] {
-            std::fs::write(d.join(file), format!("{value}\n")).unwrap();
-        }
-        for attempt in 0.. {
-            let (basic, keyed) = (free_port(), free_port());
-            let p = d.display();
-            let tls = format!(
-                "ssl_certificate {p}/server.pem; ssl_certificate_key {p}/server.key;\n\
-                proxy_set_header Authorization \"\"; location / {{ proxy_pass {node}; }}"
-            );
-            let conf = format!(
-                "daemon off; master_process off; pid {p}/nginx.pid; error_log {p}/error.log info;\n\
-                 events {{ worker_connections 64; }}\n\
-                 http {{ access_log {p}/access.log; map_hash_bucket_size 256; client_body_temp_path {p}/body; proxy_temp_path {p}/proxy;\n\
-                 fastcgi_temp_path {p}/fcgi; uwsgi_temp_path {p}/uwsgi; scgi_temp_path {p}/scgi;\n\
-                 map $http_authorization $api_key_ok {{ \"ApiKey {api_key}\" 1; default 0; }}\n\
-                 server {{ listen 127.0.0.1:{basic} ssl; auth_basic \"test node\"; auth_basic_user_file {p}/htpasswd; {tls} }}\n\
-                 server {{ listen 127.0.0.1:{keyed} ssl; if ($api_key_ok = 0) {{ return 401; }} {tls} }}\n}}\n");
-            std::fs::write(d.join("nginx.conf"), conf).unwrap();
-            let log = d.join("error.log");
-            let mut nginx = tokio::process::Command::new(&nginx_bin)
-                .arg("-p")
-                .arg(d)
-                .arg("-c")
-                .arg(d.join("nginx.conf"))
-                .arg("-e")
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("nginx starts");
-            for _ in 0..200 {
-                let up = |port| tokio::net::TcpStream::connect(("127.0.0.1", port));
-                if up(basic).await.is_ok() && up(keyed).await.is_ok() {
-                    return Proxy {
-                        basic_url: format!("https://127.0.0.1:{basic}"),
-                        api_key_url: format!("https://127.0.0.1:{keyed}"),
-                        dir,
-                        password,
-                        api_key,
-                        api_key_raw,
-                        nginx,
-                    };
-                }
-                if nginx.try_wait().unwrap().is_some() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            let _ = nginx.kill().await;
-            let errors = std::fs::read_to_string(&log).unwrap_or_default();
-            assert!(
-                attempt < 5 && errors.contains("in use"),
-                "nginx did not start:\n{errors}"
-            );
-        }
-        unreachable!()
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
-    /// Every form of a secret that must never be shown.
-    fn secrets(&self) -> Vec<String> {
-        let key = self.api_key_raw.split_once(':').unwrap().1.to_owned();
-        vec![
-            self.password.clone(),
-            base64(format!("{USER}:{}", self.password).as_bytes()),
-            self.api_key.clone(),
-            self.api_key_raw.clone(),
-            key,
-        ]
-    }
-
-    fn assert_hidden(&self, what: &str, text: &str) {
-        for s in self.secrets() {
-            assert!(!text.contains(&s), "a secret shows in {what}:\n{text}");
-        }
-    }
-
-    async fn stop(mut self) {
-        self.nginx.kill().await.unwrap();
-    }
-}
 
 /// What one run of the binary did.
 #[derive(Debug)]
@@ -265,9 +42,7 @@ impl Run {
                 && l.as_bytes()[..4].iter().all(u8::is_ascii_digit)
                 && l.as_bytes()[4] == b'-'
         };
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
+        let lines: Vec<&str> = (self.stderr.lines())
             .filter(|l| !l.trim().is_empty() && !is_log(l))
             .collect();
         assert_eq!(lines.len(), 1, "one line of reason: {self:#?}");
@@ -275,15 +50,15 @@ impl Run {
         for needle in needles {
             assert!(
                 lines[0].contains(needle),
-                "the reason names {needle:?}: {self:#?}"
+                "reason names {needle:?}: {self:#?}"
             );
         }
     }
 }
 
-/// `reindexd --config <env's config> --log-level debug args...`, with a
-/// clean environment. Asserts no secret of `proxy` shows in its output.
-async fn reindexd(env: &Env, proxy: &Proxy, args: &[&str]) -> Run {
+/// `reindexd --config <env's config> --log-level debug args...` with a
+/// clean environment; fails when a secret of `proxy` shows in its output.
+async fn reindexd(env: &Env, proxy: &TlsProxy, args: &[&str]) -> Run {
     let config = env.config_path().display().to_string();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"))
         .args(["--config", &config, "--log-level", "debug"])
@@ -298,10 +73,8 @@ async fn reindexd(env: &Env, proxy: &Proxy, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     };
-    proxy.assert_hidden(
-        &format!("the output of {args:?}"),
-        &format!("{}{}", run.stdout, run.stderr),
-    );
+    let what = format!("the output of {args:?}");
+    proxy.assert_hidden(&what, &format!("{}{}", run.stdout, run.stderr));
     run
 }
 
@@ -309,163 +82,133 @@ async fn reindexd(env: &Env, proxy: &Proxy, args: &[&str]) -> Run {
 fn configure(env: &Env, lines: &str) {
     let path = env.config_path();
     let text = std::fs::read_to_string(&path).unwrap();
-    let (start, end) = (
-        text.find("[elasticsearch]").unwrap(),
-        text.find("[api]").unwrap(),
-    );
-    let text = format!(
-        "{}[elasticsearch]\ntimeout = \"10s\"\n{lines}\n{}",
-        &text[..start],
-        &text[end..]
-    );
-    std::fs::write(&path, text).unwrap();
+    let start = text.find("[elasticsearch]").unwrap();
+    let end = text.find("[api]").unwrap();
+    let (head, tail) = (&text[..start], &text[end..]);
+    let section = format!("[elasticsearch]\ntimeout = \"10s\"\n{lines}\n");
+    std::fs::write(&path, format!("{head}{section}{tail}")).unwrap();
 }
 
-/// `init kb` and `status kb` are refused with a reason naming all of
-/// `needles`, and the node has no index of this test.
-async fn refused(env: &Env, proxy: &Proxy, lines: &str, needles: &[&str]) {
+/// With `lines` as the cluster settings, `init kb` and `status kb` are
+/// refused with a reason naming all of `needles`, and the node has no
+/// index of this test (not even the state index).
+async fn refused(env: &Env, proxy: &TlsProxy, lines: &str, needles: &[&str]) {
     configure(env, lines);
-    reindexd(env, proxy, &["init", "kb"])
-        .await
-        .fails_with(needles);
-    reindexd(env, proxy, &["status", "kb"])
-        .await
-        .fails_with(needles);
+    for command in ["init", "status"] {
+        let run = reindexd(env, proxy, &[command, "kb"]).await;
+        run.fails_with(needles);
+    }
+    let none = Vec::<String>::new();
+    assert_eq!(env.indexes().await, none, "{lines}: nothing may change");
+}
+
+/// `url`, basic auth with the password in `password_file`, `ca_file`.
+fn basic(proxy: &TlsProxy, url: &str, password_file: &str, ca_file: &str) -> String {
+    let (pw, ca) = (proxy.file(password_file), proxy.file(ca_file));
+    format!("url = \"{url}\"\nusername = \"{USER}\"\npassword_file = \"{pw}\"\nca_file = \"{ca}\"")
+}
+
+/// `url`, the API key in `key_file`, `ca_file`.
+fn keyed(proxy: &TlsProxy, url: &str, key_file: &str, ca_file: &str) -> String {
+    let (key, ca) = (proxy.file(key_file), proxy.file(ca_file));
+    format!("url = \"{url}\"\napi_key_file = \"{key}\"\nca_file = \"{ca}\"")
+}
+
+/// After a successful `init kb`: one generation behind both aliases, on the
+/// node itself, and `status kb` shows it live.
+async fn assert_live(env: &Env, proxy: &TlsProxy, init: Run) {
+    let (read, write) = env.aliases("kb").await;
     assert_eq!(
-        env.indexes().await,
-        Vec::<String>::new(),
-        "{lines}: nothing may change"
+        (read.len(), &read),
+        (1, &write),
+        "one generation, both aliases"
     );
+    let live = format!("kb: live on {}", read[0]);
+    assert!(init.ok().stdout.contains(&live), "{init:#?}");
+    let run = reindexd(env, proxy, &["status", "kb"]).await;
+    let status = format!("kb: live (read {0}, write {0})", read[0]);
+    assert!(run.ok().stdout.starts_with(&status), "{run:#?}");
+    assert_eq!(env.es.count(&read[0]).await.unwrap(), 0, "on the node");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_over_tls_needs_the_right_ca_and_password() {
     let env = Env::new("tlsbasic", &["kb"], "").await;
-    let proxy = Proxy::start(&es_url()).await;
-    let (url, ca, wrong_ca) = (
-        &proxy.basic_url,
-        proxy.file("ca.pem"),
-        proxy.file("wrong-ca.pem"),
-    );
-    let auth = |file: &str| {
-        format!(
-            "username = \"{USER}\"\npassword_file = \"{}\"",
-            proxy.file(file)
-        )
-    };
+    let proxy = TlsProxy::start(&es_url()).await;
+    let url = proxy.basic_url.clone();
 
     // A CA that did not sign the server's certificate, or none (system roots).
     let certificate = ["invalid peer certificate", "UnknownIssuer", url.as_str()];
-    refused(
-        &env,
+    let wrong_ca = basic(&proxy, &url, "password", "wrong-ca.pem");
+    refused(&env, &proxy, &wrong_ca, &certificate).await;
+    let no_ca = format!("url = \"{url}\"\nusername = \"{USER}\"\npassword = \"x\"");
+    refused(&env, &proxy, &no_ca, &certificate).await;
+    // A CA file that holds no certificate.
+    let not_pem = basic(&proxy, &url, "password", "server.key");
+    refused(&env, &proxy, &not_pem, &["CA certificate is not valid PEM"]).await;
+    // The right CA, a wrong password or none: the proxy's 401.
+    let wrong_password = basic(&proxy, &url, "wrong-password", "ca.pem");
+    refused(&env, &proxy, &wrong_password, &["answered 401"]).await;
+    let anonymous = format!("url = \"{url}\"\nca_file = \"{}\"", proxy.file("ca.pem"));
+    refused(&env, &proxy, &anonymous, &["answered 401"]).await;
+    // Plain HTTP to the TLS port. (The first call is a HEAD, whose answer
+    // has no body: the reason cannot say "plain HTTP to an HTTPS port";
+    // `info()` below does.)
+    let plain = basic(
         &proxy,
-        &format!(
-            "url = \"{url}\"\n{}\nca_file = \"{wrong_ca}\"",
-            auth("password")
-        ),
-        &certificate,
-    )
-    .await;
-    refused(
-        &env,
-        &proxy,
-        &format!("url = \"{url}\"\n{}", auth("password")),
-        &certificate,
-    )
-    .await;
-    // The right CA, a wrong password: the proxy's 401, with the call.
-    refused(
-        &env,
-        &proxy,
-        &format!(
-            "url = \"{url}\"\n{}\nca_file = \"{ca}\"",
-            auth("wrong-password")
-        ),
-        &["answered 401"],
-    )
-    .await;
-    // No credentials at all.
-    refused(
-        &env,
-        &proxy,
-        &format!("url = \"{url}\"\nca_file = \"{ca}\""),
-        &["answered 401"],
-    )
-    .await;
-    // Plain HTTP to the TLS port.
-    let plain = url.replace("https://", "http://");
-    refused(
-        &env,
-        &proxy,
-        &format!(
-            "url = \"{plain}\"\n{}\nca_file = \"{ca}\"",
-            auth("password")
-        ),
-        &["400", "plain HTTP"],
-    )
-    .await;
+        &url.replace("https:", "http:"),
+        "password",
+        "ca.pem",
+    );
+    refused(&env, &proxy, &plain, &["answered 400"]).await;
 
-    // Right CA, right password (from a file with a trailing newline).
-    configure(
-        &env,
-        &format!("url = \"{url}\"\n{}\nca_file = \"{ca}\"", auth("password")),
-    );
-    let run = reindexd(&env, &proxy, &["init", "kb"]).await;
-    let (read, write) = env.aliases("kb").await;
-    assert_eq!(
-        (read.len(), &read),
-        (1, &write),
-        "init made the generation and both aliases"
-    );
-    assert!(
-        run.ok()
-            .stdout
-            .contains(&format!("kb: live on {}", read[0])),
-        "{run:#?}"
-    );
-    let run = reindexd(&env, &proxy, &["status", "kb"]).await;
-    assert!(
-        run.ok()
-            .stdout
-            .starts_with(&format!("kb: live (read {0}, write {0})", read[0])),
-        "{run:#?}"
-    );
-    assert_eq!(
-        env.es.count(&read[0]).await.unwrap(),
-        0,
-        "the index is really on the node"
-    );
+    // Right CA, right password (from a file ending with a newline).
+    configure(&env, &basic(&proxy, &url, "password", "ca.pem"));
+    let init = reindexd(&env, &proxy, &["init", "kb"]).await;
+    assert_live(&env, &proxy, init).await;
 
-    // The library directly: the same settings, as `ConnectOptions`.
+    // The library directly: `ConnectOptions` with the same settings.
     let mut options = ConnectOptions::new(url.parse().unwrap());
+    let password = Secret::new(proxy.password.clone());
     options.auth = Auth::Basic {
         username: USER.into(),
-        password: Secret::new(proxy.password.clone()),
+        password,
     };
-    options.ca_pem = Some(std::fs::read(&ca).unwrap());
+    options.ca_pem = Some(std::fs::read(proxy.file("ca.pem")).unwrap());
     proxy.assert_hidden("ConnectOptions' Debug", &format!("{options:?}"));
-    let client = EsClient::connect(&options).unwrap();
-    client.info().await.expect("info through the proxy");
-    options.auth = Auth::Basic {
-        username: USER.into(),
-        password: Secret::new("nope"),
+    let info = EsClient::connect(&options).unwrap().info().await;
+    info.expect("info through the proxy");
+    let shown = &proxy;
+    let fails = |options: ConnectOptions| async move {
+        let e = EsClient::connect(&options)
+            .unwrap()
+            .info()
+            .await
+            .unwrap_err();
+        shown.assert_hidden("an error", &format!("{e} {e:?}"));
+        e
     };
-    let e = EsClient::connect(&options)
-        .unwrap()
-        .info()
-        .await
-        .unwrap_err();
-    assert_eq!(e.status(), Some(401), "{e}");
-    options.ca_pem = Some(std::fs::read(&wrong_ca).unwrap());
-    let e = EsClient::connect(&options)
-        .unwrap()
-        .info()
-        .await
-        .unwrap_err();
+    let mut plain = options.clone();
+    plain.urls = vec![url.replace("https:", "http:").parse().unwrap()];
+    let e = fails(plain).await;
+    let why = "The plain HTTP request was sent to HTTPS port";
     assert!(
-        e.to_string().contains("UnknownIssuer") && !e.is_conflict(),
+        e.status() == Some(400) && e.to_string().contains(why),
         "{e}"
     );
+    let mut wrong_ca = options.clone();
+    wrong_ca.ca_pem = Some(std::fs::read(proxy.file("wrong-ca.pem")).unwrap());
+    let e = fails(wrong_ca).await;
+    assert!(
+        e.is_unavailable() && e.to_string().contains("UnknownIssuer"),
+        "{e}"
+    );
+    let password = Secret::new(format!("{}0", proxy.password));
+    options.auth = Auth::Basic {
+        username: USER.into(),
+        password,
+    };
+    assert_eq!(fails(options).await.status(), Some(401));
 
     proxy.stop().await;
     env.cleanup().await;
@@ -474,61 +217,94 @@ async fn basic_auth_over_tls_needs_the_right_ca_and_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_key_over_tls_works_and_a_wrong_one_is_refused() {
     let env = Env::new("tlskey", &["kb"], "").await;
-    let proxy = Proxy::start(&es_url()).await;
-    let (url, ca) = (&proxy.api_key_url, proxy.file("ca.pem"));
-    let key = |file: &str| {
-        format!(
-            "url = \"{url}\"\nca_file = \"{ca}\"\napi_key_file = \"{}\"",
-            proxy.file(file)
-        )
-    };
+    let proxy = TlsProxy::start(&es_url()).await;
+    let url = proxy.api_key_url.clone();
 
-    refused(&env, &proxy, &key("wrong-api-key"), &["answered 401"]).await;
-    // Basic auth is no API key.
-    let basic = format!(
-        "url = \"{url}\"\nca_file = \"{ca}\"\nusername = \"{USER}\"\npassword_file = \"{}\"",
-        proxy.file("password")
-    );
-    refused(&env, &proxy, &basic, &["answered 401"]).await;
-    // An API key is no password either.
-    let swapped = format!(
-        "url = \"{}\"\nca_file = \"{ca}\"\napi_key_file = \"{}\"",
-        proxy.basic_url,
-        proxy.file("api-key")
-    );
-    refused(&env, &proxy, &swapped, &["answered 401"]).await;
+    let wrong_key = keyed(&proxy, &url, "wrong-api-key", "ca.pem");
+    refused(&env, &proxy, &wrong_key, &["answered 401"]).await;
+    let wrong_ca = keyed(&proxy, &url, "api-key", "wrong-ca.pem");
+    refused(&env, &proxy, &wrong_ca, &["UnknownIssuer"]).await;
+    // Basic auth is no API key, and an API key is no password.
+    let password = basic(&proxy, &url, "password", "ca.pem");
+    refused(&env, &proxy, &password, &["answered 401"]).await;
+    let key_as_password = keyed(&proxy, &proxy.basic_url, "api-key", "ca.pem");
+    refused(&env, &proxy, &key_as_password, &["answered 401"]).await;
 
-    configure(&env, &key("api-key"));
-    reindexd(&env, &proxy, &["init", "kb"]).await.ok();
-    let (read, write) = env.aliases("kb").await;
-    assert_eq!(
-        (read.len(), &read),
-        (1, &write),
-        "init made the generation and both aliases"
-    );
+    configure(&env, &keyed(&proxy, &url, "api-key", "ca.pem"));
+    let init = reindexd(&env, &proxy, &["init", "kb"]).await;
+    assert_live(&env, &proxy, init).await;
     let run = reindexd(&env, &proxy, &["status", "--json"]).await;
-    assert!(run.ok().stdout.contains("\"live\""), "{run:#?}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&run.ok().stdout).unwrap()[0]["phase"],
+        "live"
+    );
     proxy.stop().await;
     env.cleanup().await;
+}
+
+/// Runs `reindexd serve` at trace level with JSON logs, GETs `paths`, stops
+/// it with SIGTERM. Returns each path's status and body, and the log.
+async fn serve(env: &Env, paths: &[&str]) -> (Vec<(u16, String)>, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = env.config_path().display().to_string();
+    let args = [
+        "--config",
+        &config,
+        "--log-level",
+        "trace",
+        "--log-format",
+        "json",
+    ];
+    let daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"))
+        .args(args)
+        .args(["serve", "--listen", &listen])
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (http, base) = (reqwest::Client::new(), format!("http://{listen}"));
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut answers = Vec::new();
+    for path in paths {
+        let response = http.get(format!("{base}{path}")).send().await.unwrap();
+        let status = response.status().as_u16();
+        answers.push((status, response.text().await.unwrap()));
+    }
+    let pid = daemon.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(kill.unwrap().success());
+    let output = tokio::time::timeout(Duration::from_secs(30), daemon.wait_with_output());
+    let output = output.await.expect("the daemon stops on SIGTERM").unwrap();
+    let (out, err) = (output.stdout, output.stderr);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&err)
+    );
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("API listening"), "{log}");
+    (answers, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_show_in_output_logs_or_the_api() {
     let env = Env::new("tlssecret", &["kb"], "").await;
-    let proxy = Proxy::start(&es_url()).await;
+    let proxy = TlsProxy::start(&es_url()).await;
     let ca = proxy.file("ca.pem");
 
     // Inline secrets: check-config prints `<redacted>` in their place.
-    for (url, secret) in [
-        (
-            &proxy.basic_url,
-            format!("username = \"{USER}\"\npassword = \"{}\"", proxy.password),
-        ),
-        (
-            &proxy.api_key_url,
-            format!("api_key = \"{}\"", proxy.api_key),
-        ),
-    ] {
+    let password = format!("username = \"{USER}\"\npassword = \"{}\"", proxy.password);
+    let key = format!("api_key = \"{}\"", proxy.api_key);
+    for (url, secret) in [(&proxy.basic_url, password), (&proxy.api_key_url, key)] {
         configure(
             &env,
             &format!("url = \"{url}\"\nca_file = \"{ca}\"\n{secret}"),
@@ -538,14 +314,7 @@ async fn secrets_never_show_in_output_logs_or_the_api() {
         reindexd(&env, &proxy, &["status"]).await.ok();
     }
     // Secret files: check-config reads them and shows the path only.
-    configure(
-        &env,
-        &format!(
-            "url = \"{}\"\nca_file = \"{ca}\"\nusername = \"{USER}\"\npassword_file = \"{}\"",
-            proxy.basic_url,
-            proxy.file("password")
-        ),
-    );
+    configure(&env, &basic(&proxy, &proxy.basic_url, "password", "ca.pem"));
     let run = reindexd(&env, &proxy, &["check-config"]).await;
     assert!(
         run.ok().stdout.contains(&proxy.file("password")),
@@ -553,67 +322,34 @@ async fn secrets_never_show_in_output_logs_or_the_api() {
     );
     reindexd(&env, &proxy, &["init", "kb"]).await.ok();
 
-    // The daemon, at trace level: its log, its API and its metrics.
-    let listen = format!("127.0.0.1:{}", free_port());
-    let config = env.config_path().display().to_string();
-    let daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"))
-        .args([
-            "--config",
-            &config,
-            "--log-level",
-            "trace",
-            "serve",
-            "--listen",
-            &listen,
-        ])
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    let base = format!("http://{listen}");
-    for _ in 0..200 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // The daemon: its log at trace level, its API and its metrics.
+    let paths = ["/healthz", "/v1/indexes/kb", "/v1/indexes", "/metrics"];
+    let (answers, log) = serve(&env, &paths).await;
+    assert!(answers[1].1.contains("\"live\""), "{answers:?}");
+    for ((status, body), path) in answers.iter().zip(paths) {
+        assert_eq!(*status, 200, "GET {path}: {body}");
+        proxy.assert_hidden(&format!("GET {path}"), body);
     }
-    for path in [
-        "/healthz",
-        "/v1/indexes/kb",
-        "/v1/indexes",
-        "/metrics",
-        "/v1/indexes/nope",
-    ] {
-        let response = http.get(format!("{base}{path}")).send().await.unwrap();
-        let (status, body) = (response.status(), response.text().await.unwrap());
-        if path == "/v1/indexes/kb" {
-            assert!(
-                status.is_success() && body.contains("\"live\""),
-                "{status} {body}"
-            );
-        }
-        proxy.assert_hidden(&format!("GET {path}"), &body);
-    }
-    let pid = daemon.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let output = tokio::time::timeout(Duration::from_secs(30), daemon.wait_with_output())
-        .await
-        .expect("the daemon stops on SIGTERM")
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    proxy.assert_hidden("the daemon's log", &log);
+
+    // The daemon with a wrong password: errors everywhere, no secret.
+    configure(
+        &env,
+        &basic(&proxy, &proxy.basic_url, "wrong-password", "ca.pem"),
     );
-    assert!(output.status.success(), "{log}");
-    assert!(log.contains("API listening"), "{log}");
+    let (answers, log) = serve(&env, &paths).await;
+    let (status, body) = &answers[1];
+    assert!(
+        *status == 502 && body.contains("answered 401"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[3].1.contains("reindexd_cluster_up 0"),
+        "{answers:?}"
+    );
+    for (status, body) in &answers {
+        proxy.assert_hidden(&format!("an answer ({status})"), body);
+    }
     proxy.assert_hidden("the daemon's log", &log);
 
     // The proxy saw the credentials: they were really sent.

@@ -159,8 +159,9 @@ impl Migrator {
         body["aliases"] =
             json!({ names.read_alias(): {}, names.write_alias(): {"is_write_index": true} });
         if let Err(e) = self.create_generation(index, &body).await {
-            if e.is_already_exists() && !fresh {
-                // Another client is completing the same init right now.
+            if e.is_already_exists() {
+                // Another client is completing the same init right now
+                // (it found our claimed state before we created the index).
                 tokio::time::sleep(std::time::Duration::from_millis(300)).await;
                 self.verify_aliases(state).await?;
                 return Ok(state.clone());
