@@ -172,7 +172,12 @@ fn machine_busy_seconds() -> f64 {
         .filter_map(|f| f.parse().ok())
         .collect();
     // user nice system idle iowait irq softirq steal ...
-    let busy: f64 = cpu.iter().enumerate().filter(|(i, _)| !matches!(i, 3 | 4) && *i < 8).map(|(_, v)| v).sum();
+    let busy: f64 = cpu
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !matches!(i, 3 | 4) && *i < 8)
+        .map(|(_, v)| v)
+        .sum();
     busy / 100.0
 }
 

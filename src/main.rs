@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli, config, log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("reindexd: {}", e.to_string().replace('\n', "; "));
+            eprintln!("reindexd: {}", e.to_string().replace(['\r', '\n'], "; "));
             ExitCode::FAILURE
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
@@ -99,6 +99,9 @@ async fn scan(
                     info!("cluster answered; state index ready");
                     ready = true;
                     cluster_ready.send_replace(true);
+                }
+                Err(e) if e.is_auth() => {
+                    error!(error = %e, "the cluster refused the credentials; fix the configuration")
                 }
                 Err(e) => warn!(error = %e, "cluster not available yet"),
             }

@@ -20,7 +20,7 @@ pub enum EsError {
         timeout: Duration,
     },
     /// The cluster answered with an error status.
-    #[error("{call}: the cluster answered {status}{}: {reason}", error_type.as_deref().map(|t| format!(" {t}")).unwrap_or_default())]
+    #[error("{call}: the cluster answered {status}{}: {reason}{}", error_type.as_deref().map(|t| format!(" {t}")).unwrap_or_default(), credentials_hint(*status))]
     Status {
         call: String,
         status: u16,
@@ -57,6 +57,11 @@ impl EsError {
         self.status() == Some(404)
     }
 
+    /// The cluster refused the credentials (or their privileges).
+    pub fn is_auth(&self) -> bool {
+        matches!(self.status(), Some(401 | 403))
+    }
+
     pub fn is_conflict(&self) -> bool {
         self.status() == Some(409)
     }
@@ -69,11 +74,19 @@ impl EsError {
     }
 }
 
+fn credentials_hint(status: u16) -> &'static str {
+    match status {
+        401 => " (the cluster refused the credentials: check elasticsearch.username/password or api_key)",
+        403 => " (the credentials lack a privilege this call needs)",
+        _ => "",
+    }
+}
+
 /// Pulls `error.type` and `error.reason` (or `root_cause[0]`) out of an error body.
 pub(crate) fn describe_error_body(body: &[u8]) -> (Option<String>, String) {
     let text = String::from_utf8_lossy(body);
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return (None, truncate(text.trim(), 500));
+        return (None, truncate(&plain_text(&text), 500));
     };
     let error = &value["error"];
     if let Some(s) = error.as_str() {
@@ -88,6 +101,34 @@ pub(crate) fn describe_error_body(body: &[u8]) -> (Option<String>, String) {
         (ty, Some(reason)) => (ty.map(str::to_owned), truncate(reason, 500)),
         _ => (None, truncate(text.trim(), 500)),
     }
+}
+
+/// A non-JSON answer (a proxy's HTML page) as one line: its `<title>` if
+/// it has one, else its text without tags.
+fn plain_text(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    if let (Some(start), Some(end)) = (lower.find("<title>"), lower.find("</title>")) {
+        if start + 7 <= end {
+            return text[start + 7..end]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -120,8 +161,12 @@ mod tests {
             (None, "alias [x] missing".to_owned())
         );
         assert_eq!(
-            describe_error_body(b"<html>bad gateway</html>"),
-            (None, "<html>bad gateway</html>".to_owned())
+            describe_error_body(b"<html>bad\r\n gateway</html>"),
+            (None, "bad gateway".to_owned())
+        );
+        assert_eq!(
+            describe_error_body(b"<html>\r\n<head><title>401 Authorization\r\n Required</title></head><body>x</body></html>"),
+            (None, "401 Authorization Required".to_owned())
         );
     }
 

@@ -30,12 +30,11 @@ impl EsClient {
         match status {
             200 => Ok(true),
             404 => Ok(false),
-            other => Err(EsError::Status {
-                call: format!("HEAD {path}"),
-                status: other,
-                error_type: None,
-                reason: "unexpected status for an existence check".into(),
-            }),
+            // HEAD answers carry no body: ask again with GET for the reason.
+            _ => {
+                let (status, body) = self.send_raw(Method::Get, &path, &[], None, None).await?;
+                Err(super::status_error(Method::Head, &path, status, &body))
+            }
         }
     }
 

@@ -307,6 +307,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Checks that `pem` holds at least one certificate the client can trust.
+pub fn check_ca_pem(pem: &[u8]) -> Result<(), EsError> {
+    Certificate::from_pem(pem)
+        .map(drop)
+        .map_err(|e| EsError::Config(format!("CA certificate is not valid PEM: {e}")))
+}
+
 /// Percent-encodes one path segment (index names may hold `+`, `%`, `#`...).
 pub(crate) fn seg(name: &str) -> String {
     url::form_urlencoded::byte_serialize(name.as_bytes())
