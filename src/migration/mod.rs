@@ -7,6 +7,7 @@
 //! HTTP.
 
 mod error;
+mod init;
 mod inspect;
 mod mapping;
 mod names;
