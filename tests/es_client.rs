@@ -58,7 +58,7 @@ async fn creates_index_bulks_counts_and_reads_settings() {
     );
     assert_eq!(
         client.list_indexes(&format!("{prefix}*")).await.unwrap(),
-        [index.clone()]
+        std::slice::from_ref(&index)
     );
 
     client.delete_index(&index).await.unwrap();

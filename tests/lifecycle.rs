@@ -182,7 +182,7 @@ async fn cleanup_after_retention_deletes_only_unaliased_generations() {
         .await
         .unwrap();
     let (state, deleted) = m.cleanup("kb").await.unwrap();
-    assert_eq!(deleted, [a.clone()]);
+    assert_eq!(deleted, std::slice::from_ref(&a));
     assert_eq!(
         state.phase,
         reindexd::migration::Phase::Live { index: b.clone() }

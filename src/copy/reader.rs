@@ -130,12 +130,10 @@ impl Reader<'_> {
         let s = self.spec;
         match &s.mode {
             ReadMode::Pit { pit, sort } => {
-                let after = match &self.after {
-                    Some(v) => {
-                        Some(RawValue::from_string(v.to_string()).expect("a Value is valid JSON"))
-                    }
-                    None => None,
-                };
+                let after = self
+                    .after
+                    .as_ref()
+                    .map(|v| RawValue::from_string(v.to_string()).expect("a Value is valid JSON"));
                 let mut page =
                     s.es.pit_page(
                         pit,
