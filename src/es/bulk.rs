@@ -66,6 +66,10 @@ impl From<ItemEnvelope> for BulkItem {
     }
 }
 
+/// The parts of a bulk answer [`BulkResponse`] reads.
+const BULK_FILTER: &str =
+    "took,errors,items.*._id,items.*.status,items.*.error.type,items.*.error.reason";
+
 impl BulkResponse {
     pub fn parse(body: &[u8]) -> Result<BulkResponse, serde_json::Error> {
         serde_json::from_slice(body)
@@ -84,7 +88,10 @@ impl EsClient {
         refresh: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<BulkResponse, EsError> {
-        let query: Vec<(&str, &str)> = refresh.map(|r| ("refresh", r)).into_iter().collect();
+        // Only what the per-item outcome needs: the node serialises (and we
+        // parse) a fraction of the full answer.
+        let mut query: Vec<(&str, &str)> = vec![("filter_path", BULK_FILTER)];
+        query.extend(refresh.map(|r| ("refresh", r)));
         let bytes = self
             .send_ok(
                 Method::Post,

@@ -58,12 +58,14 @@ struct SearchResponse {
     #[serde(rename = "_scroll_id")]
     scroll_id: Option<String>,
     pit_id: Option<String>,
+    #[serde(default)]
     hits: Hits,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct Hits {
     total: Option<Total>,
+    #[serde(default)]
     hits: Vec<Hit>,
 }
 
@@ -215,6 +217,8 @@ impl EsClient {
         query: &super::Query<'_>,
         body: &Value,
     ) -> Result<Page, EsError> {
+        // No `filter_path` here: filtering makes the engine re-serialise
+        // `_source`, which changes its bytes (1.50 becomes 1.5).
         let bytes = self
             .send_ok(Method::Post, path, query, Some(Body::json(body)), None)
             .await?;
@@ -249,6 +253,15 @@ mod tests {
         assert_eq!(hits[0].routing.as_deref(), Some("r"));
         assert_eq!(hits[1].routing, None);
         assert!(matches!(r.hits.total, Some(Total::Object { value: 2 })));
+    }
+
+    #[test]
+    fn a_filtered_empty_page_is_empty() {
+        let r: SearchResponse = serde_json::from_slice(b"{}").unwrap();
+        assert!(r.hits.hits.is_empty());
+        let r: SearchResponse =
+            serde_json::from_slice(br#"{"_scroll_id":"x","hits":{"total":{"value":0}}}"#).unwrap();
+        assert!(r.hits.hits.is_empty());
     }
 
     #[test]
