@@ -8,6 +8,16 @@ use reindexd::cli::{self, Cli};
 use reindexd::config::Config;
 
 fn main() -> ExitCode {
+    // glibc gives each thread that allocates an arena of its own, and
+    // raises its mmap threshold as big blocks are freed, so megabyte-sized
+    // bulk bodies end up fragmenting arenas. Two arenas and a fixed 1 MiB
+    // threshold (big buffers are mapped and returned to the OS when freed)
+    // keep the resident memory near what is really in use.
+    // SAFETY: called before any thread exists; mallopt only tunes malloc.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
     let cli = Cli::parse();
     if !matches!(cli.command, cli::Command::Serve(_)) {
         // A one-shot command piped into `head` should end quietly, like
