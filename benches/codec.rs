@@ -165,35 +165,37 @@ fn quick() -> Criterion {
 criterion_group! {
     name = benches;
     config = quick();
-    targets = decode_page, parse_bulk
+    targets = decode_page, parse_bulk, encode
 }
 criterion_main!(benches);
 
-// Once `reindexd::copy::{Batcher, Batch}` are public, add (same file):
-//
-//     fn encode(c: &mut Criterion) {
-//         let docs = fixture();
-//         let hits: Vec<Hit> = serde_json::from_slice::<SearchAnswer>(&scroll_page(&docs, PAGE))
-//             .unwrap().hits.hits;
-//         let mut group = c.benchmark_group("batcher");
-//         group.throughput(Throughput::Elements(PAGE as u64));
-//         group.bench_function("push_1000_hits_8MiB", |b| {
-//             let mut batcher = reindexd::copy::Batcher::new("bench-wiki_20260102000000", 8 << 20);
-//             b.iter(|| {
-//                 for hit in &hits {
-//                     black_box(batcher.push(0, hit).unwrap());
-//                 }
-//                 black_box(batcher.flush())
-//             })
-//         });
-//         group.bench_function("subset_every_other", |b| {
-//             let mut batcher = reindexd::copy::Batcher::new("t", u64::MAX);
-//             for hit in &hits { batcher.push(0, hit).unwrap(); }
-//             let batch = batcher.flush().unwrap();
-//             let keep: Vec<usize> = (0..batch.len()).step_by(2).collect();
-//             b.iter(|| black_box(batch.subset(&keep)))
-//         });
-//         group.finish();
-//     }
-//
-// and list `encode` in `targets`.
+/// The batcher: encoding a page of hits into a bulk body, and the subset
+/// a retry sends.
+fn encode(c: &mut Criterion) {
+    let docs = fixture();
+    let hits: Vec<Hit> = serde_json::from_slice::<SearchAnswer>(&scroll_page(&docs, PAGE))
+        .unwrap()
+        .hits
+        .hits;
+    let mut group = c.benchmark_group("batcher");
+    group.throughput(Throughput::Elements(PAGE as u64));
+    group.bench_function("push_1000_hits_8MiB", |b| {
+        let mut batcher = reindexd::copy::Batcher::new("bench-wiki_20260102000000", 8 << 20);
+        b.iter(|| {
+            for hit in &hits {
+                black_box(batcher.push(0, 0, hit).unwrap());
+            }
+            black_box(batcher.flush())
+        })
+    });
+    group.bench_function("subset_every_other", |b| {
+        let mut batcher = reindexd::copy::Batcher::new("t", u64::MAX);
+        for hit in &hits {
+            batcher.push(0, 0, hit).unwrap();
+        }
+        let batch = batcher.flush().unwrap();
+        let keep: Vec<usize> = (0..batch.len()).step_by(2).collect();
+        b.iter(|| black_box(batch.subset(&keep)))
+    });
+    group.finish();
+}

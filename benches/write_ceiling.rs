@@ -28,7 +28,7 @@
 //! ```text
 //! write_ceiling --url http://127.0.0.1:9290 --ndjson data.ndjson \
 //!   --create-body target.json --index bench-ceiling --concurrency 1,2,4,8 \
-//!   [--batch-bytes 8388608] [--node-pid PID]
+//!   [--batch-bytes 8388608] [--node-pid PID] [--plain-actions]
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,12 +48,14 @@ struct Args {
     batch_bytes: usize,
     /// The node's process, to report its CPU seconds per run too.
     node_pid: Option<u32>,
+    /// Leave out `version`/`version_type` (to measure what external versioning costs).
+    plain: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: write_ceiling --url URL --ndjson FILE --create-body FILE --index NAME \
-         [--concurrency 1,2,4,8] [--batch-bytes BYTES] [--node-pid PID]"
+         [--concurrency 1,2,4,8] [--batch-bytes BYTES] [--node-pid PID] [--plain-actions]"
     );
     std::process::exit(2)
 }
@@ -66,6 +68,7 @@ fn parse_args() -> Args {
     let mut concurrency = vec![1, 2, 4, 8];
     let mut batch_bytes = 8 << 20;
     let mut node_pid = None;
+    let mut plain = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
@@ -81,6 +84,7 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--batch-bytes" => batch_bytes = value().parse().unwrap_or_else(|_| usage()),
+            "--plain-actions" => plain = true,
             "--node-pid" => node_pid = Some(value().parse().unwrap_or_else(|_| usage())),
             // `cargo bench` appends `--bench`; harmless when run directly.
             "--bench" => {}
@@ -102,6 +106,8 @@ fn parse_args() -> Args {
         index,
         concurrency,
         batch_bytes,
+        node_pid,
+        plain,
     }
 }
 
@@ -127,7 +133,7 @@ fn json_string(buf: &mut BytesMut, s: &str) {
 }
 
 /// Bodies and the number of documents in each.
-fn encode(data: &[u8], target: &str, batch_bytes: usize) -> Vec<(Bytes, usize)> {
+fn encode(data: &[u8], target: &str, batch_bytes: usize, plain: bool) -> Vec<(Bytes, usize)> {
     let mut bodies = Vec::new();
     let mut body = BytesMut::with_capacity(batch_bytes + (64 << 10));
     let mut docs = 0usize;
@@ -145,7 +151,11 @@ fn encode(data: &[u8], target: &str, batch_bytes: usize) -> Vec<(Bytes, usize)> 
             body.extend_from_slice(b",\"routing\":");
             json_string(&mut body, routing);
         }
-        body.extend_from_slice(b",\"version\":1,\"version_type\":\"external\"}}\n");
+        if plain {
+            body.extend_from_slice(b"}}\n");
+        } else {
+            body.extend_from_slice(b",\"version\":1,\"version_type\":\"external\"}}\n");
+        }
         body.extend_from_slice(source);
         body.extend_from_slice(b"\n");
         docs += 1;
@@ -281,7 +291,7 @@ async fn run(args: Args) -> Result<(), Failure> {
     let data = std::fs::read(&args.ndjson)?;
     let create_body: Value = serde_json::from_slice(&std::fs::read(&args.create_body)?)?;
     let encode_started = Instant::now();
-    let bodies = Arc::new(encode(&data, &args.index, args.batch_bytes));
+    let bodies = Arc::new(encode(&data, &args.index, args.batch_bytes, args.plain));
     drop(data);
     let total_docs: usize = bodies.iter().map(|(_, n)| n).sum();
     let total_bytes: usize = bodies.iter().map(|(b, _)| b.len()).sum();

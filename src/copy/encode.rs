@@ -60,6 +60,10 @@ impl Batch {
     pub fn len(&self) -> usize {
         self.docs.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
 }
 
 /// Accumulates documents and hands out a [`Batch`] whenever the body
@@ -126,7 +130,11 @@ impl Batcher {
     }
 
     fn take(&mut self) -> Batch {
-        let body = self.body.split().freeze();
+        // A fresh buffer of full size for the next batch: growing one from
+        // the remains of a split doubles its way up and leaves freed
+        // buffers of every size behind.
+        let capacity = self.max_bytes.min(64 << 20) + 4096;
+        let body = std::mem::replace(&mut self.body, BytesMut::with_capacity(capacity)).freeze();
         Batch {
             body,
             docs: std::mem::take(&mut self.docs),

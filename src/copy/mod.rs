@@ -28,6 +28,7 @@ mod telemetry;
 mod writer;
 
 pub use control::Control;
+pub use encode::{Batch, Batcher, DocRef, Uncopyable};
 pub use error::CopyError;
 pub use job::{drive, owner_id, run_once, CopyHandle};
 pub use registry::Jobs;
