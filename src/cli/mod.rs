@@ -332,10 +332,14 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
             telemetry.for_index(&name),
         ));
         handles.push((name.clone(), handle.clone()));
-        copies.spawn(async move {
-            let result = drive(&migrator, &name, &owner, &handle).await;
-            (name, result)
-        });
+        let span = tracing::info_span!("copy", index = %name, phase = "copying");
+        copies.spawn(tracing::Instrument::instrument(
+            async move {
+                let result = drive(&migrator, &name, &owner, &handle).await;
+                (name, result)
+            },
+            span,
+        ));
     }
     let watcher = tokio::spawn(watch_progress(migrator.clone(), handles, shutdown.clone()));
     let results = copies.join_all().await;

@@ -144,7 +144,7 @@ pub async fn run_once(
         handle.telemetry.clone(),
     ));
     *handle.stats.lock().expect("stats lock") = Some(stats.clone());
-    info!(index = name, %source, %target, slices = stats.slice_max, mode = ?plan.mode, resumed = plan.exact, "copy running");
+    info!(index = name, %source, %target, slices = stats.slice_max, mode = plan.mode.name(), resumed = plan.exact, "copy running");
 
     let spec = PipelineSpec {
         read: ReadSpec {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::{info_span, Instrument};
 
 use super::adaptive::Concurrency;
 use super::control::{max_docs_per_batch, wait_unpaused, Control, Pacer};
@@ -47,14 +48,18 @@ pub async fn run_pipeline(
     let mut readers = JoinSet::new();
     for slice in slices {
         let after = stats.slice(slice.id).resume_after();
-        readers.spawn(read_slice(
-            spec.read.clone(),
-            slice,
-            after,
-            tx.clone(),
-            stats.clone(),
-            cancel.clone(),
-        ));
+        let span = info_span!("slice", slice = slice.id, of = slice.max);
+        readers.spawn(
+            read_slice(
+                spec.read.clone(),
+                slice,
+                after,
+                tx.clone(),
+                stats.clone(),
+                cancel.clone(),
+            )
+            .instrument(span),
+        );
     }
     drop(tx);
 
@@ -154,11 +159,14 @@ impl Dispatch {
             self.cancel.clone(),
         );
         let concurrency = self.concurrency.clone();
-        self.writers.spawn(async move {
-            let result = send_batch(&es, batch, &stats, &retry, &concurrency, &cancel).await;
-            concurrency.release(permit);
-            result
-        });
+        self.writers.spawn(
+            async move {
+                let result = send_batch(&es, batch, &stats, &retry, &concurrency, &cancel).await;
+                concurrency.release(permit);
+                result
+            }
+            .in_current_span(),
+        );
         Ok(())
     }
 }

@@ -36,6 +36,16 @@ pub enum ReadMode {
     },
 }
 
+impl ReadMode {
+    /// For logs: the PIT id itself is long and says nothing.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReadMode::Scroll => "scroll",
+            ReadMode::Pit { .. } => "point-in-time",
+        }
+    }
+}
+
 /// Everything a reader needs besides its slice.
 #[derive(Debug, Clone)]
 pub struct ReadSpec {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{info, info_span, warn, Instrument};
 
 use super::error::CopyError;
 use super::job::{drive, CopyHandle};
@@ -51,8 +51,14 @@ impl Jobs {
         };
         let jobs = self.clone();
         let name = name.to_owned();
+        // Every log line of the copy (readers and writers too) carries the
+        // index and phase; reader lines add their slice.
+        let span = info_span!("copy", index = %name, phase = "copying");
         self.tracker.spawn(async move {
-            match drive(&jobs.migrator, &name, &jobs.owner, &handle).await {
+            let driven = drive(&jobs.migrator, &name, &jobs.owner, &handle)
+                .instrument(span)
+                .await;
+            match driven {
                 Ok(state) => info!(index = %name, phase = state.phase.name(), "copy job ended"),
                 Err(CopyError::Stopped(_, why)) => info!(index = %name, %why, "copy job stopped"),
                 Err(CopyError::Cancelled) => info!(index = %name, "copy job stopped for shutdown"),
