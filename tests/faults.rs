@@ -204,14 +204,6 @@ impl Serve {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
     let env = Env::new(
@@ -226,7 +218,7 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
     env.load_docs("kb", total).await;
     env.set_mapping("kb", MAPPING_V2);
 
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", common::free_port());
     let mut first = Serve::start(&env, &listen).await;
     let http = reqwest::Client::new();
     let api = format!("http://{listen}/v1/indexes/kb");
@@ -273,7 +265,7 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
     assert!(saved.pit.is_some(), "the copy reads a point in time");
 
     // A new daemon takes over once the dead one's lease expires.
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", common::free_port());
     let mut second = Serve::start(&env, &listen).await;
     let api = format!("http://{listen}/v1/indexes/kb");
     http.post(format!("{api}/throttle"))

@@ -11,14 +11,6 @@ use common::{Env, MAPPING_V2};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixDatagram;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn signal(child: &tokio::process::Child, name: &str) {
     let pid = child.id().unwrap().to_string();
     let ok = std::process::Command::new("kill")
@@ -61,7 +53,7 @@ async fn notifies_systemd_ready_status_watchdog_and_stopping_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&path).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", common::free_port());
     let mut child = serve(&env, &listen)
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "1000000")
@@ -115,7 +107,7 @@ async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() 
     m.init("kb").await.unwrap();
     env.load_docs("kb", 6_000).await;
     env.set_mapping("kb", MAPPING_V2);
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", common::free_port());
     let mut first = serve(&env, &listen).stderr(Stdio::null()).spawn().unwrap();
     let http = reqwest::Client::new();
     let api = format!("http://{listen}/v1/indexes/kb");
@@ -157,7 +149,7 @@ async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() 
     assert!(confirmed > 0, "a checkpoint was saved: {copy:?}");
 
     // The next daemon takes the copy over without waiting for a lease.
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", common::free_port());
     let mut second = serve(&env, &listen).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let state = loop {
@@ -179,7 +171,7 @@ async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_log_level_and_refuses_a_bad_file() {
     let env = Env::new("hup", &["kb"], "").await;
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", common::free_port());
     let mut child = serve(&env, &listen).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     wait_for(&mut lines, "API listening").await;
