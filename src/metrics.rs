@@ -129,20 +129,7 @@ async fn sample(migrator: &Migrator, jobs: &Jobs) -> Snapshot {
         };
         let view = match &stored {
             None => IndexView::uninitialized(&index.name),
-            Some(s) => {
-                let live = jobs
-                    .get(&index.name)
-                    .and_then(|h| h.stats())
-                    .and_then(|stats| {
-                        (s.state.phase.name() == "copying").then(|| {
-                            let mut copy =
-                                s.state.phase.copy().cloned().expect("copying has progress");
-                            stats.apply(&mut copy);
-                            copy
-                        })
-                    });
-                IndexView::new(&s.state, live, Utc::now())
-            }
+            Some(s) => IndexView::new(&s.state, jobs.live(&s.state), Utc::now()),
         };
         let p = view.progress.as_ref();
         snapshot.indexes.push(IndexSample {

@@ -29,19 +29,7 @@ fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
 
 /// A view with the live counters of a copy this daemon runs.
 fn view_of(app: &AppState, state: &IndexState) -> IndexView {
-    let live = app
-        .jobs
-        .get(&state.name)
-        .and_then(|h| h.stats())
-        .and_then(|stats| {
-            state.phase.copy().map(|stored| {
-                let mut copy: CopyProgress = stored.clone();
-                stats.apply(&mut copy);
-                copy
-            })
-        });
-    let live = live.filter(|_| state.phase.name() == "copying");
-    IndexView::new(state, live, Utc::now())
+    IndexView::new(state, app.jobs.live(state), Utc::now())
 }
 
 pub async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -26,13 +26,7 @@ pub(super) async fn watch_progress(
             let Ok(stored) = migrator.load(name).await else {
                 continue;
             };
-            let live = handle.stats().and_then(|stats| {
-                stored.state.phase.copy().map(|c| {
-                    let mut c = c.clone();
-                    stats.apply(&mut c);
-                    c
-                })
-            });
+            let live = handle.live(&stored.state);
             eprintln!(
                 "{}",
                 describe(&IndexView::new(&stored.state, live, chrono::Utc::now()))

@@ -53,6 +53,18 @@ impl CopyHandle {
         )
     }
 
+    /// `state`'s copy progress with this run's live counters applied, while
+    /// `state` is copying and a run has counters; `None` otherwise.
+    pub fn live(&self, state: &IndexState) -> Option<CopyProgress> {
+        let Phase::Copying { copy, .. } = &state.phase else {
+            return None;
+        };
+        let stats = self.stats()?;
+        let mut copy = copy.clone();
+        stats.apply(&mut copy);
+        Some(copy)
+    }
+
     /// The live counters of the current run, if one runs.
     pub fn stats(&self) -> Option<Arc<CopyStats>> {
         self.stats.lock().expect("stats lock").clone()

@@ -11,7 +11,7 @@ use tracing::{info, info_span, warn, Instrument};
 use super::error::CopyError;
 use super::job::{drive, CopyHandle};
 use super::telemetry::Telemetry;
-use crate::migration::Migrator;
+use crate::migration::{CopyProgress, IndexState, Migrator};
 
 #[derive(Debug, Clone)]
 pub struct Jobs {
@@ -66,6 +66,12 @@ impl Jobs {
             }
             jobs.running.lock().expect("jobs lock").remove(&name);
         });
+    }
+
+    /// `state`'s copy progress with the live counters of the copy this
+    /// process runs for it, if it runs one (see [`CopyHandle::live`]).
+    pub fn live(&self, state: &IndexState) -> Option<CopyProgress> {
+        self.get(&state.name)?.live(state)
     }
 
     /// The handle of the copy of `name` this process runs, if any.

@@ -109,11 +109,8 @@ async fn status_line(migrator: &Migrator, jobs: &Jobs) -> String {
             Ok(None) => format!("{} uninitialized", index.name),
             Ok(Some(stored)) => {
                 let phase = stored.state.phase.name();
-                let live = jobs.get(&index.name).and_then(|h| h.stats());
-                match (stored.state.phase.copy(), live) {
-                    (Some(copy), Some(stats)) if phase == "copying" => {
-                        let mut copy = copy.clone();
-                        stats.apply(&mut copy);
+                match jobs.live(&stored.state) {
+                    Some(copy) => {
                         format!(
                             "{} copying {:.1}% ({}/{})",
                             index.name,
@@ -122,7 +119,7 @@ async fn status_line(migrator: &Migrator, jobs: &Jobs) -> String {
                             copy.total
                         )
                     }
-                    _ => format!("{} {phase}", index.name),
+                    None => format!("{} {phase}", index.name),
                 }
             }
         };
