@@ -204,6 +204,134 @@ async fn sighup_reloads_the_log_level_and_refuses_a_bad_file() {
     env.cleanup().await;
 }
 
+/// SIGHUP while copying: a changed `copy.max_concurrency` bounds the running
+/// copy at once; an unchanged `copy.requests_per_second` leaves the throttle
+/// set through the API alone; a changed one becomes the copy's throttle;
+/// settings that need a restart are named, not applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_retunes_a_running_copy() {
+    let copy = |max: u32, rate: u32| {
+        format!(
+            "[copy]\npage_size = 100\nmax_concurrency = {max}\nrequests_per_second = {rate}.0\n"
+        )
+    };
+    let env = Env::new("hupcopy", &["kb"], &copy(1, 300)).await;
+    env.migrator.init("kb").await.unwrap();
+    env.load_docs("kb", 4_000).await;
+    env.set_mapping("kb", MAPPING_V2);
+    let original = std::fs::read_to_string(env.config_path()).unwrap();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let mut child = serve(&env, &listen).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    wait_for(&mut lines, "API listening").await;
+    let http = reqwest::Client::new();
+    let api = format!("http://{listen}/v1/indexes/kb");
+    let view = |body: serde_json::Value| body["progress"]["requests_per_second"].clone();
+    let get = || async {
+        let answer = http.get(&api).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.json::<serde_json::Value>().await.unwrap()
+    };
+    let limit = || async {
+        let text = http
+            .get(format!("http://{listen}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("reindexd_concurrency_limit{") && l.contains("\"kb\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse::<f64>().unwrap())
+    };
+
+    let started = http.post(format!("{api}/reindex")).send().await.unwrap();
+    assert_eq!(started.status(), 200);
+    assert_eq!(
+        view(get().await),
+        300.0,
+        "the file's throttle is the default"
+    );
+    // The operator slows it down through the API.
+    let throttled = http
+        .post(format!("{api}/throttle"))
+        .body(r#"{"requests_per_second": 250}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(throttled.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while limit().await.is_none() {
+        assert!(Instant::now() < deadline, "no concurrency gauge for kb");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A bound of one holds while the copy runs.
+    for _ in 0..10 {
+        assert_eq!(limit().await, Some(1.0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A higher bound, the same rate, and a key that needs a restart.
+    let next = original.replace(
+        &copy(1, 300),
+        &format!("{}batch_bytes = \"1MiB\"\n", copy(6, 300)),
+    );
+    assert_ne!(next, original);
+    std::fs::write(env.config_path(), &next).unwrap();
+    signal(&child, "HUP");
+    let later = wait_for(&mut lines, "take effect at the next start").await;
+    assert!(later.contains("copy.batch_bytes"), "{later}");
+    let applied = wait_for(&mut lines, "copy settings applied").await;
+    assert!(applied.contains("max_concurrency=6"), "{applied}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while limit().await.unwrap() < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the limit never grew past the old bound"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = get().await;
+    assert_eq!(body["phase"], "copying", "{body}");
+    assert_eq!(
+        view(body),
+        250.0,
+        "an unchanged file rate keeps the API's throttle"
+    );
+
+    // A lower bound applies at once; a new rate in the file becomes the
+    // running copy's throttle.
+    std::fs::write(
+        env.config_path(),
+        next.replace(&copy(6, 300), &copy(1, 20_000)),
+    )
+    .unwrap();
+    signal(&child, "HUP");
+    wait_for(&mut lines, "copy settings applied").await;
+    assert_eq!(limit().await, Some(1.0), "a lower bound applies at once");
+    let body = get().await;
+    assert_eq!(view(body.clone()), 20_000.0, "{body}");
+    // The retuned copy ends exact.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = get().await;
+        if body["phase"] == "ready" {
+            break;
+        }
+        assert_eq!(body["phase"], "copying", "{body}");
+        assert!(Instant::now() < deadline, "the copy did not finish: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let state = env.migrator.load("kb").await.unwrap().state;
+    let p = state.phase.copy().unwrap();
+    assert_eq!(p.copied + p.superseded, 4_000);
+    signal(&child, "TERM");
+    assert!(child.wait().await.unwrap().success());
+    env.cleanup().await;
+}
+
 /// The first stderr line containing `needle`.
 async fn wait_for(
     lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,

@@ -180,12 +180,7 @@ async fn control(
     f: impl Fn(&mut CopyProgress),
 ) -> Result<Json<IndexView>, ApiError> {
     let state = app.migrator.update_copy(name, action, f).await?;
-    if let (Some(handle), Some(copy)) = (app.jobs.get(name), state.phase.copy()) {
-        handle.control.send_replace(crate::copy::Control {
-            paused: copy.paused,
-            requests_per_second: copy.requests_per_second,
-        });
-    }
+    app.jobs.apply_control(&state);
     Ok(Json(view_of(app, &state)))
 }
 

@@ -1,6 +1,6 @@
 //! `reindexd serve`: bind the API, run the daemon, and turn signals into
 //! actions — SIGTERM/SIGINT stop it (checkpoints saved), SIGHUP reloads
-//! what may change while running.
+//! what may change while running (log level, copy throttle and concurrency).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,8 +23,9 @@ pub(super) async fn serve(
         .map_err(|e| format!("cannot listen on {listen} (api.listen): {e}"))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    tokio::spawn(reload_on_hangup(path, overrides, log));
-    crate::daemon::run(config, listener, shutdown).await?;
+    let (reload, reloads) = tokio::sync::watch::channel(config.clone());
+    tokio::spawn(reload_on_hangup(path, overrides, log, reload));
+    crate::daemon::run(config, listener, shutdown, reloads).await?;
     Ok(())
 }
 
@@ -45,19 +46,28 @@ pub(super) async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// On SIGHUP, reads the configuration file again and applies what may
-/// change while running: the log level. A bad file is reported and ignored.
-async fn reload_on_hangup(path: PathBuf, overrides: Overrides, log: LogLevel) {
+/// On SIGHUP, reads the configuration file again, sets the log level and
+/// hands the rest to the daemon (copy throttle and concurrency bounds). A
+/// bad file is reported and ignored: the running configuration stays.
+async fn reload_on_hangup(
+    path: PathBuf,
+    overrides: Overrides,
+    log: LogLevel,
+    reload: tokio::sync::watch::Sender<Arc<Config>>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         return;
     };
     while hangup.recv().await.is_some() {
         match Config::load(&path, &overrides) {
-            Ok(config) => match log.set(&config.log_level) {
-                Ok(()) => tracing::info!(level = %config.log_level, "configuration reloaded"),
-                Err(e) => tracing::warn!(error = %e, "reload: log level not applied"),
-            },
+            Ok(config) => {
+                match log.set(&config.log_level) {
+                    Ok(()) => tracing::info!(level = %config.log_level, "configuration reloaded"),
+                    Err(e) => tracing::warn!(error = %e, "reload: log level not applied"),
+                }
+                reload.send_replace(Arc::new(config));
+            }
             Err(e) => {
                 tracing::warn!(error = %e.to_string().replace('\n', "; "), "reload: configuration refused; keeping the running one")
             }

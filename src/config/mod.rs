@@ -5,9 +5,10 @@
 //! [`validate`] turns it into a checked [`Config`] without I/O. Files the
 //! config names (secrets, CA) are read afterwards, when they are needed, by
 //! [`Config::connect_options`] and [`SecretSource::read`]. This module never
-//! talks to the cluster.
+//! talks to the cluster. [`reload`] says what a SIGHUP may change live.
 
 mod raw;
+mod reload;
 mod validate;
 
 use std::fmt;
@@ -20,6 +21,8 @@ use url::Url;
 
 use crate::es::{Auth, ConnectOptions};
 use crate::secret::Secret;
+
+pub use reload::Tuning;
 
 /// Where the daemon looks when no `--config` is given.
 pub const DEFAULT_PATH: &str = "/etc/reindexd/reindexd.toml";

@@ -54,6 +54,17 @@ impl AdaptiveLimit {
         self.limit
     }
 
+    /// Changes the upper bound; a limit above it drops to it. Returns the
+    /// new limit.
+    pub fn set_max(&mut self, max: usize) -> usize {
+        self.max = max.max(1);
+        if self.limit > self.max {
+            self.limit = self.max;
+            self.healthy_at_limit = 0;
+        }
+        self.limit
+    }
+
     /// Takes one answer into account and returns the new limit.
     pub fn observe(&mut self, signal: Signal) -> usize {
         self.cooldown = self.cooldown.saturating_sub(1);
@@ -95,6 +106,101 @@ impl AdaptiveLimit {
             self.mean += WEIGHT * (secs - self.mean);
         }
         self.samples += 1;
+    }
+}
+
+/// Permits for bulk requests in flight, their number following an
+/// [`AdaptiveLimit`]. A writer holds a permit for its whole request,
+/// retries included, so backpressure is structural.
+#[derive(Debug)]
+pub struct Concurrency {
+    semaphore: std::sync::Arc<tokio::sync::Semaphore>,
+    state: std::sync::Mutex<Limits>,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+#[derive(Debug)]
+struct Limits {
+    adaptive: AdaptiveLimit,
+    /// Permits to retire as writers return them, after a decrease.
+    debt: usize,
+}
+
+impl Concurrency {
+    pub fn new(
+        initial: usize,
+        max: usize,
+        gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Self {
+        let adaptive = AdaptiveLimit::new(initial, max);
+        gauge.set(adaptive.limit() as i64);
+        Concurrency {
+            semaphore: std::sync::Arc::new(tokio::sync::Semaphore::new(adaptive.limit())),
+            state: std::sync::Mutex::new(Limits { adaptive, debt: 0 }),
+            gauge,
+        }
+    }
+
+    pub async fn acquire(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Feeds one answer to the limit; `latency` is `None` for backpressure.
+    pub fn feedback(&self, latency: Option<Duration>) {
+        let at_limit = self.semaphore.available_permits() == 0;
+        let signal = match latency {
+            Some(latency) => Signal::Healthy { latency, at_limit },
+            None => Signal::Backpressure,
+        };
+        let mut state = self.state.lock().expect("limit lock");
+        let before = state.adaptive.limit();
+        let after = state.adaptive.observe(signal);
+        self.resize(&mut state, before, after);
+    }
+
+    /// A new upper bound (a reload): the limit drops to it at once if
+    /// above, and may grow up to it again.
+    pub fn set_max(&self, max: usize) {
+        let mut state = self.state.lock().expect("limit lock");
+        let before = state.adaptive.limit();
+        let after = state.adaptive.set_max(max);
+        self.resize(&mut state, before, after);
+    }
+
+    /// Adds or takes away permits for a limit change; permits held by
+    /// requests in flight are taken back as they are released.
+    fn resize(&self, state: &mut Limits, before: usize, after: usize) {
+        if after > before {
+            let grow = after - before;
+            let repaid = grow.min(state.debt);
+            state.debt -= repaid;
+            self.semaphore.add_permits(grow - repaid);
+        } else if after < before {
+            let mut shrink = before - after;
+            while shrink > 0 {
+                match self.semaphore.try_acquire() {
+                    Ok(p) => {
+                        p.forget();
+                        shrink -= 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            state.debt += shrink;
+        }
+        self.gauge.set(after as i64);
+    }
+
+    pub fn release(&self, permit: tokio::sync::OwnedSemaphorePermit) {
+        let mut state = self.state.lock().expect("limit lock");
+        if state.debt > 0 {
+            state.debt -= 1;
+            permit.forget();
+        }
     }
 }
 
@@ -213,86 +319,36 @@ mod tests {
         }
         assert_eq!(limit.limit(), 4);
     }
-}
 
-/// Permits for bulk requests in flight, their number following an
-/// [`AdaptiveLimit`]. A writer holds a permit for its whole request,
-/// retries included, so backpressure is structural.
-#[derive(Debug)]
-pub struct Concurrency {
-    semaphore: std::sync::Arc<tokio::sync::Semaphore>,
-    state: std::sync::Mutex<Limits>,
-    gauge: prometheus_client::metrics::gauge::Gauge,
-}
-
-#[derive(Debug)]
-struct Limits {
-    adaptive: AdaptiveLimit,
-    /// Permits to retire as writers return them, after a decrease.
-    debt: usize,
-}
-
-impl Concurrency {
-    pub fn new(
-        initial: usize,
-        max: usize,
-        gauge: prometheus_client::metrics::gauge::Gauge,
-    ) -> Self {
-        let adaptive = AdaptiveLimit::new(initial, max);
-        gauge.set(adaptive.limit() as i64);
-        Concurrency {
-            semaphore: std::sync::Arc::new(tokio::sync::Semaphore::new(adaptive.limit())),
-            state: std::sync::Mutex::new(Limits { adaptive, debt: 0 }),
-            gauge,
-        }
+    #[test]
+    fn a_lower_max_caps_the_limit_at_once_and_a_higher_one_lets_it_grow() {
+        let mut limit = AdaptiveLimit::new(6, 8);
+        assert_eq!(limit.set_max(3), 3);
+        assert_eq!(run(&mut limit, &[(healthy(10, true), 20)]).last(), Some(&3));
+        assert_eq!(limit.set_max(0), 1, "the bound is at least one");
+        assert_eq!(limit.set_max(5), 1, "a higher bound is earned, not given");
+        let grown = run(&mut limit, &[(healthy(10, true), 40)]);
+        assert_eq!(grown.last(), Some(&5));
     }
 
-    pub async fn acquire(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.semaphore
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
-    }
-
-    /// Feeds one answer to the limit; `latency` is `None` for backpressure.
-    pub fn feedback(&self, latency: Option<Duration>) {
-        let at_limit = self.semaphore.available_permits() == 0;
-        let signal = match latency {
-            Some(latency) => Signal::Healthy { latency, at_limit },
-            None => Signal::Backpressure,
-        };
-        let mut state = self.state.lock().expect("limit lock");
-        let before = state.adaptive.limit();
-        let after = state.adaptive.observe(signal);
-        if after > before {
-            let grow = after - before;
-            let repaid = grow.min(state.debt);
-            state.debt -= repaid;
-            self.semaphore.add_permits(grow - repaid);
-        } else if after < before {
-            let mut shrink = before - after;
-            // Idle permits go at once; the rest as writers return them.
-            while shrink > 0 {
-                match self.semaphore.try_acquire() {
-                    Ok(p) => {
-                        p.forget();
-                        shrink -= 1;
-                    }
-                    Err(_) => break,
-                }
-            }
-            state.debt += shrink;
+    #[tokio::test]
+    async fn permits_follow_a_new_max_even_while_held() {
+        let gauge = prometheus_client::metrics::gauge::Gauge::default();
+        let concurrency = Concurrency::new(4, 8, gauge.clone());
+        let held = [
+            concurrency.acquire().await,
+            concurrency.acquire().await,
+            concurrency.acquire().await,
+        ];
+        concurrency.set_max(2);
+        assert_eq!(gauge.get(), 2);
+        // One free permit was retired now; one held permit retires on return.
+        assert_eq!(concurrency.semaphore.available_permits(), 0);
+        for permit in held {
+            concurrency.release(permit);
         }
-        self.gauge.set(after as i64);
-    }
-
-    /// Returns a writer's permit, or retires it while a decrease is owed.
-    pub fn release(&self, permit: tokio::sync::OwnedSemaphorePermit) {
-        let mut state = self.state.lock().expect("limit lock");
-        if state.debt > 0 {
-            state.debt -= 1;
-            permit.forget();
-        }
+        assert_eq!(concurrency.semaphore.available_permits(), 2);
+        concurrency.set_max(8);
+        assert_eq!(concurrency.semaphore.available_permits(), 2);
     }
 }

@@ -6,12 +6,24 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::migration::CopyProgress;
+
 /// What the operator asked for; published through a `watch` channel.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Control {
     pub paused: bool,
     /// Documents per second; `None` = unthrottled.
     pub requests_per_second: Option<f64>,
+}
+
+impl Control {
+    /// The controls stored in a copy's progress.
+    pub fn of(copy: &CopyProgress) -> Self {
+        Control {
+            paused: copy.paused,
+            requests_per_second: copy.requests_per_second,
+        }
+    }
 }
 
 /// Spaces out batches so that documents sent stay at or under the rate:

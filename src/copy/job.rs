@@ -128,10 +128,7 @@ pub async fn run_once(
     let config = migrator.config().copy.clone();
     let lease_for = lease_duration(config.checkpoint_interval);
     let (source, target, mut copy) = claim(migrator, name, owner, lease_for).await?;
-    handle.control.send_replace(Control {
-        paused: copy.paused,
-        requests_per_second: copy.requests_per_second,
-    });
+    handle.control.send_replace(Control::of(&copy));
     let es = migrator.es().clone();
     // Everything written to the source before stage 1 must be searchable
     // before the read snapshot is taken.
@@ -180,6 +177,7 @@ pub async fn run_once(
         spec,
         stats.clone(),
         handle.control.subscribe(),
+        migrator.watch_tuning(),
         run_cancel.clone(),
     );
     let checkpoints = async {
@@ -345,10 +343,7 @@ pub(super) async fn save_checkpoint(
                 format!("a newer copy targets {stored_target}"),
             ));
         }
-        let wanted = Control {
-            paused: copy.paused,
-            requests_per_second: copy.requests_per_second,
-        };
+        let wanted = Control::of(copy);
         control.send_if_modified(|c| std::mem::replace(c, wanted) != wanted);
         let next = stored
             .state

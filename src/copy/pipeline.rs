@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info_span, Instrument};
 
 use super::adaptive::Concurrency;
@@ -17,7 +18,7 @@ use super::error::CopyError;
 use super::reader::{read_slice, ReadSpec, SlicePage};
 use super::stats::CopyStats;
 use super::writer::{send_batch, RetryPolicy};
-use crate::config::CopyConfig;
+use crate::config::{CopyConfig, Tuning};
 use crate::es::{EsClient, Slice};
 use crate::migration::DocFailure;
 
@@ -35,6 +36,7 @@ pub async fn run_pipeline(
     spec: PipelineSpec,
     stats: Arc<CopyStats>,
     mut control: watch::Receiver<Control>,
+    tuning: watch::Receiver<Tuning>,
     cancel: CancellationToken,
 ) -> Result<(), CopyError> {
     let slices: Vec<Slice> = (0..stats.slice_max)
@@ -69,13 +71,17 @@ pub async fn run_pipeline(
         stats: stats.clone(),
         concurrency: Arc::new(Concurrency::new(
             2,
-            spec.config.max_concurrency as usize,
+            tuning.borrow().max_concurrency as usize,
             stats.telemetry.concurrency.clone(),
         )),
         writers: JoinSet::new(),
         pacer: Pacer::new(),
         cancel: cancel.clone(),
     };
+    let _retune = AbortOnDropHandle::new(tokio::spawn(follow_max_concurrency(
+        tuning,
+        dispatch.concurrency.clone(),
+    )));
     let mut batcher = Batcher::new(&spec.target, spec.config.batch_bytes);
     loop {
         batcher.set_max_docs(max_docs_per_batch(control.borrow().requests_per_second));
@@ -117,6 +123,17 @@ pub async fn run_pipeline(
         return Err(CopyError::Cancelled);
     }
     Ok(())
+}
+
+/// Applies a reloaded `copy.max_concurrency` to the running copy.
+async fn follow_max_concurrency(
+    mut tuning: watch::Receiver<Tuning>,
+    concurrency: Arc<Concurrency>,
+) {
+    while tuning.changed().await.is_ok() {
+        let max = tuning.borrow_and_update().max_concurrency;
+        concurrency.set_max(max as usize);
+    }
 }
 
 /// Hands batches to writer tasks, one permit each.

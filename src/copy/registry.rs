@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
+use super::control::Control;
 use super::error::CopyError;
 use super::job::{drive, CopyHandle};
 use super::telemetry::Telemetry;
@@ -72,6 +73,27 @@ impl Jobs {
     /// process runs for it, if it runs one (see [`CopyHandle::live`]).
     pub fn live(&self, state: &IndexState) -> Option<CopyProgress> {
         self.get(&state.name)?.live(state)
+    }
+
+    /// Tells the copy of `state`'s index, if this process runs it, the
+    /// pause and throttle just stored in `state`.
+    pub fn apply_control(&self, state: &IndexState) {
+        if let (Some(handle), Some(copy)) = (self.get(&state.name), state.phase.copy()) {
+            handle.control.send_replace(Control::of(copy));
+        }
+    }
+
+    /// Names of the indexes this process copies now.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .running
+            .lock()
+            .expect("jobs lock")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
     }
 
     /// The handle of the copy of `name` this process runs, if any.

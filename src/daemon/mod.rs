@@ -1,14 +1,16 @@
 //! The long-running service: the API on its listener, copy jobs for every
 //! index that is `copying`, systemd notifications, and one shutdown path
-//! that waits for all of it.
+//! that waits for all of it; reloads apply what may change while running.
 
 mod notify;
+mod reload;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -36,11 +38,13 @@ pub enum DaemonError {
 }
 
 /// Serves until `shutdown` is cancelled, then stops copies (checkpoints
-/// saved) and returns.
+/// saved) and returns. Every configuration sent on `reloads` (SIGHUP) is
+/// applied as far as it may change while running (see [`reload`]).
 pub async fn run(
     config: Arc<Config>,
     listener: TcpListener,
     shutdown: CancellationToken,
+    reloads: watch::Receiver<Arc<Config>>,
 ) -> Result<(), DaemonError> {
     let es = EsClient::connect(&config.connect_options()?)?;
     let token = config.api_token()?.map(Arc::new);
@@ -59,6 +63,12 @@ pub async fn run(
         ready_rx,
         shutdown.clone(),
     ));
+    let reloader = tokio::spawn(reload::follow(
+        migrator.clone(),
+        jobs.clone(),
+        reloads,
+        shutdown.clone(),
+    ));
     let metrics = Arc::new(Metrics::new(&migrator, &jobs));
     let app = api::router(AppState {
         migrator,
@@ -74,6 +84,7 @@ pub async fn run(
     shutdown.cancel();
     let _ = scanner.await;
     let _ = notifier.await;
+    let _ = reloader.await;
     if tokio::time::timeout(STOP_DEADLINE, jobs.wait())
         .await
         .is_err()

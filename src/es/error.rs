@@ -66,11 +66,12 @@ impl EsError {
         self.status() == Some(409)
     }
 
-    /// True when the cluster could not be reached or did not answer: the
-    /// caller should report the cluster as unavailable, not the request as bad.
+    /// True when the cluster could not be reached, did not answer, or was
+    /// too busy to take the request (429): the caller should report the
+    /// cluster as unavailable, not the request as bad, and may try again.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, EsError::Unreachable { .. } | EsError::Timeout { .. })
-            || matches!(self.status(), Some(502..=504))
+            || matches!(self.status(), Some(429 | 502..=504))
     }
 }
 
@@ -188,5 +189,19 @@ mod tests {
         };
         assert!(e.is_unavailable());
         assert!(!e.is_conflict());
+        let busy = EsError::Status {
+            call: "PUT /state/_doc/kb".into(),
+            status: 429,
+            error_type: Some("es_rejected_execution_exception".into()),
+            reason: "rejected execution".into(),
+        };
+        assert!(busy.is_unavailable(), "a busy cluster is tried again");
+        let bad = EsError::Status {
+            call: "PUT /state/_doc/kb".into(),
+            status: 400,
+            error_type: None,
+            reason: "bad".into(),
+        };
+        assert!(!bad.is_unavailable());
     }
 }

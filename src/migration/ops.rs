@@ -10,6 +10,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::Value;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::error::MigrationError;
@@ -17,7 +18,7 @@ use super::names::Names;
 use super::phase::{Action, IllegalTransition, IndexState, Phase};
 use super::progress::CopyProgress;
 use super::store::{StateStore, Stored};
-use crate::config::{Config, IndexConfig};
+use crate::config::{Config, IndexConfig, Tuning};
 use crate::es::{AliasAction, AliasEntry, EsClient, EsError};
 
 /// The target's settings replaced during a copy, restored afterwards.
@@ -41,6 +42,8 @@ pub struct Migrator {
     es: EsClient,
     config: Arc<Config>,
     store: StateStore,
+    /// The copy settings a reload may change; running copies watch them.
+    tuning: watch::Sender<Tuning>,
     /// Alias changes made by this process, for metrics.
     alias_changes: Family<AliasChangeLabels, Counter>,
 }
@@ -50,6 +53,7 @@ impl Migrator {
         let store = StateStore::new(es.clone(), &config.migration.state_index);
         Migrator {
             es,
+            tuning: watch::Sender::new(config.tuning()),
             config,
             store,
             alias_changes: Family::default(),
@@ -75,6 +79,20 @@ impl Migrator {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The live copy settings: the file's at start, a reload's after.
+    pub fn tuning(&self) -> Tuning {
+        *self.tuning.borrow()
+    }
+
+    pub fn watch_tuning(&self) -> watch::Receiver<Tuning> {
+        self.tuning.subscribe()
+    }
+
+    /// Installs reloaded copy settings; returns the previous ones.
+    pub fn retune(&self, tuning: Tuning) -> Tuning {
+        self.tuning.send_replace(tuning)
     }
 
     pub fn store(&self) -> &StateStore {

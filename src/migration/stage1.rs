@@ -63,7 +63,7 @@ impl Migrator {
 
         let mut copy = CopyProgress::new(index_config.engine, 0, now);
         copy.saved_settings = saved;
-        copy.requests_per_second = copy_config.requests_per_second;
+        copy.requests_per_second = self.tuning().requests_per_second;
         let next = stored.state.start_copy(&target, copy, now)?;
         let written = match self.store().replace(&stored, next).await {
             Ok(w) => w,

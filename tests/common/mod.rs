@@ -226,31 +226,13 @@ pub struct Daemon {
     pub shutdown: tokio_util::sync::CancellationToken,
     pub task: tokio::task::JoinHandle<Result<(), reindexd::daemon::DaemonError>>,
     pub http: reqwest::Client,
+    /// Plays SIGHUP: a configuration sent here is applied like a reload.
+    pub reload: tokio::sync::watch::Sender<std::sync::Arc<reindexd::config::Config>>,
 }
 
 impl Daemon {
     pub async fn start(env: &Env) -> Daemon {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(reindexd::daemon::run(
-            env.config.clone(),
-            listener,
-            shutdown.clone(),
-        ));
-        let http = reqwest::Client::new();
-        for _ in 0..100 {
-            if http.get(format!("{url}/healthz")).send().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Daemon {
-            url,
-            shutdown,
-            task,
-            http,
-        }
+        Self::start_config(env.config.clone()).await
     }
 
     /// POSTs `body` (or nothing) and returns status and JSON answer.
@@ -466,7 +448,13 @@ impl Daemon {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(reindexd::daemon::run(config, listener, shutdown.clone()));
+        let (reload, reloads) = tokio::sync::watch::channel(config.clone());
+        let task = tokio::spawn(reindexd::daemon::run(
+            config,
+            listener,
+            shutdown.clone(),
+            reloads,
+        ));
         let http = reqwest::Client::new();
         for _ in 0..100 {
             if http.get(format!("{url}/healthz")).send().await.is_ok() {
@@ -479,6 +467,7 @@ impl Daemon {
             shutdown,
             task,
             http,
+            reload,
         }
     }
 
