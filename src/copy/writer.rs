@@ -89,7 +89,7 @@ pub async fn send_batch(
                         ),
                     }
                 }
-                concurrency.feedback(retry.is_empty().then_some(latency));
+                concurrency.feedback(retry.is_empty().then_some(latency), batch.body.len());
                 if retry.is_empty() {
                     let counter = if attempts > 1 {
                         &t.bulk_retried
@@ -102,7 +102,7 @@ pub async fn send_batch(
                 (retry, last)
             }
             Err(e) if transient(&e) => {
-                concurrency.feedback(None);
+                concurrency.feedback(None, batch.body.len());
                 t.bulk_errors.inc();
                 if e.status() == Some(429) {
                     t.rejections.inc();
