@@ -204,10 +204,11 @@ async fn sighup_reloads_the_log_level_and_refuses_a_bad_file() {
     env.cleanup().await;
 }
 
-/// SIGHUP while copying: a changed `copy.max_concurrency` bounds the running
+/// SIGHUP while copying: a lower `copy.max_concurrency` bounds the running
 /// copy at once; an unchanged `copy.requests_per_second` leaves the throttle
 /// set through the API alone; a changed one becomes the copy's throttle;
-/// settings that need a restart are named, not applied.
+/// settings that need a restart are named, not applied. The copy is paused
+/// for the checks, so none of them races its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_retunes_a_running_copy() {
     let copy = |max: u32, rate: u32| {
@@ -215,7 +216,7 @@ async fn sighup_retunes_a_running_copy() {
             "[copy]\npage_size = 100\nmax_concurrency = {max}\nrequests_per_second = {rate}.0\n"
         )
     };
-    let env = Env::new("hupcopy", &["kb"], &copy(1, 300)).await;
+    let env = Env::new("hupcopy", &["kb"], &copy(6, 300)).await;
     env.migrator.init("kb").await.unwrap();
     env.load_docs("kb", 4_000).await;
     env.set_mapping("kb", MAPPING_V2);
@@ -226,12 +227,19 @@ async fn sighup_retunes_a_running_copy() {
     wait_for(&mut lines, "API listening").await;
     let http = reqwest::Client::new();
     let api = format!("http://{listen}/v1/indexes/kb");
-    let view = |body: serde_json::Value| body["progress"]["requests_per_second"].clone();
+    let post = |what: &'static str, body: &'static str| {
+        let request = http.post(format!("{api}/{what}")).body(body);
+        async move {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 200, "{what}");
+        }
+    };
     let get = || async {
         let answer = http.get(&api).send().await.unwrap();
         assert_eq!(answer.status(), 200);
         answer.json::<serde_json::Value>().await.unwrap()
     };
+    let rate = |body: &serde_json::Value| body["progress"]["requests_per_second"].clone();
     let limit = || async {
         let text = http
             .get(format!("http://{listen}/metrics"))
@@ -247,36 +255,28 @@ async fn sighup_retunes_a_running_copy() {
             .map(|v| v.parse::<f64>().unwrap())
     };
 
-    let started = http.post(format!("{api}/reindex")).send().await.unwrap();
-    assert_eq!(started.status(), 200);
+    post("reindex", "").await;
     assert_eq!(
-        view(get().await),
+        rate(&get().await),
         300.0,
         "the file's throttle is the default"
     );
-    // The operator slows it down through the API.
-    let throttled = http
-        .post(format!("{api}/throttle"))
-        .body(r#"{"requests_per_second": 250}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(throttled.status(), 200);
+    post("throttle", r#"{"requests_per_second": 250}"#).await;
+    // The limit starts at 2 and small bodies never lower it without 429s.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while limit().await.is_none() {
-        assert!(Instant::now() < deadline, "no concurrency gauge for kb");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    while limit().await.is_none_or(|l| l < 2.0) {
+        assert!(
+            Instant::now() < deadline,
+            "no concurrency gauge of 2 or more"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // A bound of one holds while the copy runs.
-    for _ in 0..10 {
-        assert_eq!(limit().await, Some(1.0));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    post("pause", "").await;
 
-    // A higher bound, the same rate, and a key that needs a restart.
+    // A lower bound, the same rate, and a key that needs a restart.
     let next = original.replace(
-        &copy(1, 300),
-        &format!("{}batch_bytes = \"1MiB\"\n", copy(6, 300)),
+        &copy(6, 300),
+        &format!("{}batch_bytes = \"1MiB\"\n", copy(1, 300)),
     );
     assert_ne!(next, original);
     std::fs::write(env.config_path(), &next).unwrap();
@@ -284,36 +284,35 @@ async fn sighup_retunes_a_running_copy() {
     let later = wait_for(&mut lines, "take effect at the next start").await;
     assert!(later.contains("copy.batch_bytes"), "{later}");
     let applied = wait_for(&mut lines, "copy settings applied").await;
-    assert!(applied.contains("max_concurrency=6"), "{applied}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while limit().await.unwrap() < 2.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the limit never grew past the old bound"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(applied.contains("max_concurrency=1"), "{applied}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while limit().await != Some(1.0) {
+        assert!(Instant::now() < deadline, "the lower bound was not applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let body = get().await;
     assert_eq!(body["phase"], "copying", "{body}");
     assert_eq!(
-        view(body),
+        rate(&body),
         250.0,
         "an unchanged file rate keeps the API's throttle"
     );
 
-    // A lower bound applies at once; a new rate in the file becomes the
-    // running copy's throttle.
+    // A new rate in the file becomes the running copy's throttle.
     std::fs::write(
         env.config_path(),
-        next.replace(&copy(6, 300), &copy(1, 20_000)),
+        next.replace(&copy(1, 300), &copy(1, 20_000)),
     )
     .unwrap();
     signal(&child, "HUP");
-    wait_for(&mut lines, "copy settings applied").await;
-    assert_eq!(limit().await, Some(1.0), "a lower bound applies at once");
+    let replaced = wait_for(&mut lines, "throttle replaced").await;
+    assert!(replaced.contains("kb"), "{replaced}");
     let body = get().await;
-    assert_eq!(view(body.clone()), 20_000.0, "{body}");
-    // The retuned copy ends exact.
+    assert_eq!(body["phase"], "copying", "{body}");
+    assert_eq!(rate(&body), 20_000.0, "{body}");
+
+    // Resumed, the retuned copy ends exact.
+    post("resume", "").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let body = get().await;

@@ -34,6 +34,9 @@ impl From<MigrationError> for ApiError {
     fn from(e: MigrationError) -> Self {
         use MigrationError as M;
         let (status, code) = match &e {
+            M::Cluster(c) if c.status() == Some(429) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "cluster_busy")
+            }
             _ if e.is_unavailable() => (StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable"),
             M::UnknownIndex(_) => (StatusCode::NOT_FOUND, "unknown_index"),
             M::NotInitialized(_) => (StatusCode::CONFLICT, "not_initialized"),

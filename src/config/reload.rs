@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::Config;
+use super::{ClusterAuth, ClusterConfig, Config, SecretSource};
 
 /// The copy settings a running daemon takes from a reloaded file.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,7 +42,34 @@ impl Config {
             &mut changed,
         );
         changed.retain(|k| !LIVE_KEYS.contains(&k.as_str()));
+        // Inline secrets print redacted, so compare them here.
+        for (key, a, b) in [
+            ("cluster.auth", self.cluster.secret(), next.cluster.secret()),
+            (
+                "api.token",
+                self.api.token.as_ref(),
+                next.api.token.as_ref(),
+            ),
+        ] {
+            let inline = |s: Option<&SecretSource>| match s {
+                Some(SecretSource::Inline(secret)) => Some(secret.expose().to_owned()),
+                _ => None,
+            };
+            if inline(a) != inline(b) && !changed.iter().any(|k| k.starts_with(key)) {
+                changed.push(key.to_owned());
+            }
+        }
         changed
+    }
+}
+
+impl ClusterConfig {
+    fn secret(&self) -> Option<&SecretSource> {
+        match &self.auth {
+            ClusterAuth::None => None,
+            ClusterAuth::Basic { password, .. } => Some(password),
+            ClusterAuth::ApiKey(key) => Some(key),
+        }
     }
 }
 
@@ -114,5 +141,14 @@ mod tests {
             ["copy.batch_bytes", "indexes", "migration.prefix"]
         );
         assert!(old.restart_only_changes(&old.clone()).is_empty());
+    }
+
+    #[test]
+    fn a_changed_inline_secret_is_named_but_not_shown() {
+        let old = config("[api]\ntoken = \"first-token\"\n");
+        let new = config("[api]\ntoken = \"second-token\"\n");
+        let changed = old.restart_only_changes(&new);
+        assert_eq!(changed, ["api.token"]);
+        assert!(!format!("{changed:?}").contains("second"));
     }
 }

@@ -18,6 +18,7 @@ mod encode;
 mod error;
 mod job;
 mod outcome;
+mod permits;
 mod pipeline;
 mod read_plan;
 mod reader;

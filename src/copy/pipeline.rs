@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{info_span, Instrument};
 
-use super::adaptive::Concurrency;
 use super::control::{max_docs_per_batch, wait_unpaused, Control, Pacer};
 use super::encode::{Batch, Batcher};
 use super::error::CopyError;
+use super::permits::Concurrency;
 use super::reader::{read_slice, ReadSpec, SlicePage};
 use super::stats::CopyStats;
 use super::writer::{send_batch, RetryPolicy};

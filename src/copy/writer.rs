@@ -6,10 +6,11 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
-use super::adaptive::Concurrency;
+use super::adaptive::Answer;
 use super::encode::Batch;
 use super::error::CopyError;
 use super::outcome::{classify, retryable_status, ItemOutcome};
+use super::permits::Concurrency;
 use super::stats::{CopyStats, Outcome};
 use crate::es::{EsClient, EsError};
 use crate::migration::DocFailure;
@@ -65,11 +66,15 @@ pub async fn send_batch(
                 let outcomes = classify(&response, batch.len()).map_err(CopyError::Fatal)?;
                 let mut retry = Vec::new();
                 let mut last = String::new();
+                let mut indexed = 0;
                 for (i, outcome) in outcomes.into_iter().enumerate() {
                     let doc = &batch.docs[i];
                     let slice = stats.slice(doc.slice);
                     match outcome {
-                        ItemOutcome::Copied => slice.account(doc.page, Outcome::Copied),
+                        ItemOutcome::Copied => {
+                            indexed += doc.range.len();
+                            slice.account(doc.page, Outcome::Copied)
+                        }
                         ItemOutcome::Superseded => slice.account(doc.page, Outcome::Superseded),
                         ItemOutcome::Retry { status } => {
                             if status == 429 {
@@ -89,7 +94,11 @@ pub async fn send_batch(
                         ),
                     }
                 }
-                concurrency.feedback(retry.is_empty().then_some(latency), batch.body.len());
+                concurrency.feedback(retry.is_empty().then_some(Answer {
+                    latency,
+                    bytes: batch.body.len(),
+                    indexed,
+                }));
                 if retry.is_empty() {
                     let counter = if attempts > 1 {
                         &t.bulk_retried
@@ -102,7 +111,7 @@ pub async fn send_batch(
                 (retry, last)
             }
             Err(e) if transient(&e) => {
-                concurrency.feedback(None, batch.body.len());
+                concurrency.feedback(None);
                 t.bulk_errors.inc();
                 if e.status() == Some(429) {
                     t.rejections.inc();

@@ -92,7 +92,12 @@ impl Migrator {
 
     /// Installs reloaded copy settings; returns the previous ones.
     pub fn retune(&self, tuning: Tuning) -> Tuning {
-        self.tuning.send_replace(tuning)
+        let mut previous = tuning;
+        self.tuning.send_if_modified(|t| {
+            previous = std::mem::replace(t, tuning);
+            previous != tuning
+        });
+        previous
     }
 
     pub fn store(&self) -> &StateStore {
