@@ -8,10 +8,12 @@
 //! cost being an answer's latency per MiB indexed. A saturated cluster
 //! answers every request more slowly when one more is in flight, and no
 //! more documents per second arrive (on a 2-core node, 8 in flight copied
-//! 15 % slower than 3–4); growth stops at the level that no longer gains
-//! 5 % over the one below. Levels are compared only with their neighbour,
-//! measured minutes apart at most: every so often a blocked limit steps one
-//! down and measures again, so a cluster that changes speed is followed.
+//! 15 % slower than 3–4); growth stops at the level that gains less than
+//! half of what one more request would give a cluster that scales (+25 %
+//! from 2 to 3, +17 % from 3 to 4, +7 % from 7 to 8). Levels are compared
+//! only with their neighbour, measured minutes apart at most: every so
+//! often a blocked limit steps one down and measures again, so a cluster
+//! that changes speed is followed.
 
 use std::time::Duration;
 
@@ -78,8 +80,9 @@ const WARMUP: u64 = 10;
 const LEVEL_WEIGHT: f64 = 0.3;
 /// Answers with a cost a level needs, beyond those sent before it began.
 const LEVEL_SAMPLES: usize = 3;
-/// A step up must raise throughput by this fraction to allow the next.
-const GAIN: f64 = 0.05;
+/// A step up must raise throughput by this share of what a cluster that
+/// scales would give (+1 of limit − 1), or growth stops there.
+const GAIN_SHARE: f64 = 0.5;
 /// After this many refused windows at one level, step down and measure again.
 const PROBE_WINDOWS: usize = 50;
 /// Bodies smaller than this say little about indexing speed.
@@ -150,7 +153,10 @@ impl AdaptiveLimit {
                 return;
             };
             let here = self.limit as f64 / cost;
-            if self.below.is_some_and(|below| here < below * (1.0 + GAIN)) {
+            // A cluster that scales gains limit ÷ (limit − 1) from a step;
+            // half of that must show, or the step bought only queueing.
+            let wanted = 1.0 + GAIN_SHARE / (self.limit.max(2) - 1) as f64;
+            if self.below.is_some_and(|below| here < below * wanted) {
                 self.healthy_at_limit = 0;
                 self.blocked += 1;
                 if self.blocked >= PROBE_WINDOWS * self.limit && self.limit > 1 {
