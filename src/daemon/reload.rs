@@ -39,7 +39,7 @@ pub(super) async fn follow(
 /// default of later copies. An unchanged one leaves throttles set through
 /// the API or CLI alone. If a copy could not be re-throttled, the old rate
 /// stays the reference, so the next reload tries again.
-pub(super) async fn apply(migrator: &Migrator, jobs: &Jobs, next: &Config) {
+async fn apply(migrator: &Migrator, jobs: &Jobs, next: &Config) {
     let later = migrator.config().restart_only_changes(next);
     if !later.is_empty() {
         warn!(keys = %later.join(", "), "reload: these settings (as check-config names them) take effect at the next start");
