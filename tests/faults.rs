@@ -175,32 +175,12 @@ struct Serve {
 
 impl Serve {
     async fn start(env: &Env, listen: &str) -> Serve {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"))
-            .args([
-                "--config",
-                env.config_path().to_str().unwrap(),
-                "serve",
-                "--listen",
-                listen,
-            ])
-            .stdout(Stdio::null())
+        let child = common::serve_command(&env.config_path(), listen)
             .stderr(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let http = reqwest::Client::new();
-        for _ in 0..200 {
-            if http
-                .get(format!("http://{listen}/healthz"))
-                .send()
-                .await
-                .is_ok()
-            {
-                return Serve { child };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("reindexd serve did not come up on {listen}");
+        common::wait_healthy(listen).await;
+        Serve { child }
     }
 }
 

@@ -21,21 +21,7 @@ fn signal(child: &tokio::process::Child, name: &str) {
 }
 
 fn serve(env: &Env, listen: &str) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"));
-    command
-        .args([
-            "--config",
-            env.config_path().to_str().unwrap(),
-            "serve",
-            "--listen",
-            listen,
-        ])
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        .stdout(Stdio::null())
-        .kill_on_drop(true);
-    command
+    common::serve_command(&env.config_path(), listen)
 }
 
 async fn recv(socket: &UnixDatagram, timeout: Duration) -> Option<String> {
@@ -111,17 +97,7 @@ async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() 
     let mut first = serve(&env, &listen).stderr(Stdio::null()).spawn().unwrap();
     let http = reqwest::Client::new();
     let api = format!("http://{listen}/v1/indexes/kb");
-    for _ in 0..200 {
-        if http
-            .get(format!("http://{listen}/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_healthy(&listen).await;
     let started = http
         .post(format!("{api}/reindex"))
         .body(r#"{"requests_per_second": 1500}"#)

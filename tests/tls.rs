@@ -265,12 +265,7 @@ async fn serve(env: &Env, paths: &[&str]) -> (Vec<(u16, String)>, String) {
         .spawn()
         .unwrap();
     let (http, base) = (reqwest::Client::new(), format!("http://{listen}"));
-    for _ in 0..200 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_healthy(&listen).await;
     let mut answers = Vec::new();
     for path in paths {
         let response = http.get(format!("{base}{path}")).send().await.unwrap();

@@ -622,6 +622,44 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
+/// `reindexd --config CONFIG serve --listen LISTEN` as a child process:
+/// stdout discarded, killed on drop, and without systemd's variables from
+/// this environment. Callers choose stderr.
+pub fn serve_command(config: &std::path::Path, listen: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"));
+    command
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+            "--listen",
+            listen,
+        ])
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits until the daemon on `listen` answers `/healthz`; panics after 10 s.
+pub async fn wait_healthy(listen: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http
+            .get(format!("http://{listen}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("reindexd serve did not come up on {listen}");
+}
+
 /// A loopback port the OS handed out, then freed.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
