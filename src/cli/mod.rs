@@ -332,7 +332,7 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
             telemetry.for_index(&name),
         ));
         handles.push((name.clone(), handle.clone()));
-        let span = tracing::info_span!("copy", index = %name, phase = "copying");
+        let span = crate::copy::copy_span(&name);
         copies.spawn(tracing::Instrument::instrument(
             async move {
                 let result = drive(&migrator, &name, &owner, &handle).await;

@@ -31,8 +31,9 @@ impl Config {
 
     /// Keys that differ between `self` and `next` but only take effect at
     /// the next start, as `check-config` names them (`cluster.urls`,
-    /// `copy.batch_bytes`, `indexes`, ...). Secrets compare by where they
-    /// come from, not by value: secret files are read at start.
+    /// `copy.batch_bytes`, `indexes`, ...). A secret written inline is
+    /// compared by value and named without it; one from a file compares by
+    /// path (the file is read at start).
     pub fn restart_only_changes(&self, next: &Config) -> Vec<String> {
         let mut changed = Vec::new();
         diff(

@@ -71,6 +71,12 @@ impl CopyHandle {
     }
 }
 
+/// The span every log line of the copy of `index` carries (readers and
+/// writers too); reader lines add their slice.
+pub fn copy_span(index: &str) -> tracing::Span {
+    tracing::info_span!("copy", index = %index, phase = "copying")
+}
+
 /// An id for this process in leases: host, pid and start time.
 pub fn owner_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")

@@ -31,7 +31,7 @@ mod writer;
 pub use control::Control;
 pub use encode::{Batch, Batcher, DocRef, Uncopyable};
 pub use error::CopyError;
-pub use job::{drive, owner_id, run_once, CopyHandle};
+pub use job::{copy_span, drive, owner_id, run_once, CopyHandle};
 pub use registry::Jobs;
 pub use stats::CopyStats;
 pub use telemetry::{BulkLabels, IndexLabel, IndexTelemetry, Telemetry};

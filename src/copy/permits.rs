@@ -79,6 +79,7 @@ impl Concurrency {
             self.semaphore.add_permits(grow - repaid);
         } else if after < before {
             let mut shrink = before - after;
+            // Idle permits go at once; the rest as writers return them.
             while shrink > 0 {
                 match self.semaphore.try_acquire() {
                     Ok(p) => {
@@ -96,6 +97,7 @@ impl Concurrency {
         self.gauge.set(after as i64);
     }
 
+    /// Returns a writer's permit, or retires it while a decrease is owed.
     pub fn release(&self, permit: OwnedSemaphorePermit) {
         let mut state = self.state.lock().expect("limit lock");
         if state.debt > 0 {

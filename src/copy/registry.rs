@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{info, warn, Instrument};
 
 use super::control::Control;
 use super::error::CopyError;
-use super::job::{drive, CopyHandle};
+use super::job::{copy_span, drive, CopyHandle};
 use super::telemetry::Telemetry;
 use crate::migration::{CopyProgress, IndexState, Migrator};
 
@@ -52,9 +52,7 @@ impl Jobs {
         };
         let jobs = self.clone();
         let name = name.to_owned();
-        // Every log line of the copy (readers and writers too) carries the
-        // index and phase; reader lines add their slice.
-        let span = info_span!("copy", index = %name, phase = "copying");
+        let span = copy_span(&name);
         self.tracker.spawn(async move {
             let driven = drive(&jobs.migrator, &name, &jobs.owner, &handle)
                 .instrument(span)
