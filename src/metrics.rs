@@ -36,6 +36,7 @@ struct IndexSample {
     source_documents: u64,
     copied: u64,
     superseded: u64,
+    resent: u64,
     failed: u64,
     ratio: f64,
     eta_seconds: Option<u64>,
@@ -138,6 +139,7 @@ async fn sample(migrator: &Migrator, jobs: &Jobs) -> Snapshot {
             source_documents: p.map_or(0, |p| p.total),
             copied: p.map_or(0, |p| p.copied),
             superseded: p.map_or(0, |p| p.superseded),
+            resent: p.map_or(0, |p| p.resent),
             failed: p.map_or(0, |p| p.failed),
             ratio: p.map_or(0.0, |p| p.ratio),
             eta_seconds: p.and_then(|p| p.eta_seconds),
@@ -260,8 +262,14 @@ impl Collector for StateCollector {
         counter(
             &mut encoder,
             "documents_superseded",
-            "Copies that lost to a newer application write or delete (409)",
+            "Copies that lost to an application write or delete of the same document (409)",
             &each_u(|s| s.superseded),
+        )?;
+        counter(
+            &mut encoder,
+            "documents_resent",
+            "Copies already in the new generation from this copy's own earlier write (409 after a restart)",
+            &each_u(|s| s.resent),
         )?;
         counter(
             &mut encoder,

@@ -46,6 +46,8 @@ impl From<MigrationError> for ApiError {
             M::Mapping(_) => (StatusCode::BAD_REQUEST, "invalid_mapping"),
             M::MappingRejected { .. } => (StatusCode::BAD_REQUEST, "mapping_rejected"),
             M::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_value"),
+            M::WritesWouldBeLost { .. } => (StatusCode::CONFLICT, "writes_would_be_lost"),
+            M::Replay(_) => (StatusCode::BAD_GATEWAY, "replay_failed"),
             M::Cluster(_) => (StatusCode::BAD_GATEWAY, "cluster_error"),
         };
         ApiError::new(status, code, e.to_string())

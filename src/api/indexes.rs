@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::migration::{Action, CopyProgress, IndexState, IndexView};
+use crate::migration::{Action, CopyProgress, IndexState, IndexView, WritesPolicy};
 
 /// Parses an optional JSON body; empty means `T::default()`.
 fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
@@ -206,17 +206,48 @@ pub async fn flip(
     ))
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// `replay` or `discard`; absent: refuse when writes would be lost.
+    #[serde(default)]
+    writes: Option<RollbackWrites>,
+}
+
+/// The body's spelling of a rollback's writes policy: only the two
+/// explicit choices, so a typo is a 400 rather than a bare rollback.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RollbackWrites {
+    Replay,
+    Discard,
+}
+
+/// The index view with a `rollback` report: what happened to the
+/// application's writes since stage 1.
 pub async fn rollback(
     State(app): State<AppState>,
     Path(name): Path<String>,
     bytes: Bytes,
-) -> Result<Json<IndexView>, ApiError> {
-    body::<Empty>(&bytes)?;
-    let state = app.migrator.rollback(&name).await?;
+) -> Result<Json<Value>, ApiError> {
+    let policy = match body::<RollbackBody>(&bytes)?.writes {
+        None => WritesPolicy::Refuse,
+        Some(RollbackWrites::Replay) => WritesPolicy::Replay,
+        Some(RollbackWrites::Discard) => WritesPolicy::Discard,
+    };
+    let (state, report) = app.migrator.rollback(&name, policy).await?;
     if let Some(handle) = app.jobs.get(&name) {
         handle.cancel.cancel();
     }
-    Ok(Json(view_of(&app, &state)))
+    let mut answer = serde_json::to_value(view_of(&app, &state)).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        )
+    })?;
+    answer["rollback"] = json!(report);
+    Ok(Json(answer))
 }
 
 pub async fn cleanup(

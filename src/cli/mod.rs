@@ -18,8 +18,8 @@ mod serve;
 
 use crate::copy::{drive, owner_id, CopyHandle};
 use crate::es::EsClient;
-use crate::migration::{Action, IndexView, Migrator};
-use output::{describe, status, watch_progress};
+use crate::migration::{Action, IndexView, Migrator, WritesPolicy};
+use output::{describe, rollback_report, status, watch_progress};
 use serve::{serve, stop_on_signal};
 
 pub type CliResult = Result<(), Box<dyn Error + Send + Sync>>;
@@ -70,7 +70,7 @@ pub enum Command {
     /// Stage 2: move the read alias to the new generation.
     Flip(One),
     /// Put read and write aliases back on the old generation.
-    Rollback(One),
+    Rollback(Rollback),
     /// Delete generations no longer needed (after retention).
     Cleanup(One),
     /// Validate the configuration and mapping files; print the effective config.
@@ -104,6 +104,20 @@ pub struct Names {
 pub struct One {
     /// Logical index name.
     pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Rollback {
+    /// Logical index name.
+    pub name: String,
+    /// Copy the application's writes and deletes since stage 1 into the
+    /// old generation first (brief write block at the switch).
+    #[arg(long, conflicts_with = "discard_writes")]
+    pub replay: bool,
+    /// Roll back at once, dropping the application's writes since stage 1
+    /// (they stay in the abandoned generation).
+    #[arg(long)]
+    pub discard_writes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -227,13 +241,19 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
             );
             Ok(())
         }
-        Command::Rollback(o) => {
-            let state = migrator.rollback(&o.name).await?;
+        Command::Rollback(r) => {
+            let policy = match (r.replay, r.discard_writes) {
+                (true, _) => WritesPolicy::Replay,
+                (_, true) => WritesPolicy::Discard,
+                _ => WritesPolicy::Refuse,
+            };
+            let (state, report) = migrator.rollback(&r.name, policy).await?;
             println!(
                 "{}: rolled back; reads and writes on {}",
-                o.name,
+                r.name,
                 state.phase.read_index()
             );
+            println!("{}", rollback_report(&report));
             Ok(())
         }
         Command::Cleanup(o) => {

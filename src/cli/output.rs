@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CliResult, Status};
 use crate::copy::CopyHandle;
-use crate::migration::{IndexView, Migrator};
+use crate::migration::{IndexView, Migrator, RollbackReport, WritesPolicy};
 
 /// Prints the live progress of copies run by this process every 2 s.
 pub(super) async fn watch_progress(
@@ -74,14 +74,15 @@ pub fn describe(v: &IndexView) -> String {
         let width = 30;
         let filled = (p.ratio * width as f64).round() as usize;
         line.push_str(&format!(
-            "\n  [{}{}] {:5.1}%  {} of {}  copied {}  superseded {}  failed {}  {:.0} docs/s",
+            "\n  [{}{}] {:5.1}%  {} of {}  copied {}  superseded {}  resent {}  failed {}  {:.0} docs/s",
             "#".repeat(filled),
             "-".repeat(width - filled.min(width)),
             p.ratio * 100.0,
-            p.copied + p.superseded + p.failed,
+            p.copied + p.superseded + p.resent + p.failed,
             p.total,
             p.copied,
             p.superseded,
+            p.resent,
             p.failed,
             p.docs_per_second
         ));
@@ -108,6 +109,33 @@ pub fn describe(v: &IndexView) -> String {
         line.push_str(&format!(
             "\n  abandoned (cleanup deletes): {}",
             v.abandoned.join(", ")
+        ));
+    }
+    line
+}
+
+/// One line on what a rollback did with the application's writes.
+pub fn rollback_report(r: &RollbackReport) -> String {
+    let deleted = r
+        .counts
+        .deleted
+        .map_or("an unknown number of".to_owned(), |d| d.to_string());
+    let mut line = match r.writes {
+        WritesPolicy::Replay => format!(
+            "  replayed {} writes and {deleted} deletes into the old generation; writes were blocked for {} ms at the switch",
+            r.counts.written,
+            r.write_pause_ms.unwrap_or(0)
+        ),
+        WritesPolicy::Discard => format!(
+            "  discarded {} writes and {deleted} deletes made since stage 1 (they stay in the abandoned generation)",
+            r.counts.written
+        ),
+        WritesPolicy::Refuse => "  no application writes or deletes since stage 1".to_owned(),
+    };
+    if r.late_operations > 0 {
+        line.push_str(&format!(
+            "\n  warning: {} application operations reached the abandoned generation during the switch",
+            r.late_operations
         ));
     }
     line

@@ -1,12 +1,15 @@
 //! Turning source hits into NDJSON bulk bodies, cut by bytes.
 //!
 //! Every copied document is an `index` action with `version_type=external`
-//! and `version=1`: a newer application write (version ≥ 1) or a delete's
-//! tombstone in the target beats it with a 409, so the copy never
-//! overwrites a live write nor resurrects a deleted document. `_source`
-//! bytes are copied as they are.
+//! and `version=0`: any application write or delete in the target (version
+//! ≥ 1, a delete's tombstone included) beats it with a 409, so the copy
+//! never overwrites a live write nor resurrects a deleted document. Version
+//! 0 also tags the copy: in the target, `_version == 0` is an untouched
+//! copy and `_version ≥ 1` is exactly what the application wrote since
+//! stage 1. `_source` bytes are copied as they are.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::value::RawValue;
@@ -17,6 +20,9 @@ use crate::es::Hit;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocRef {
     pub id: String,
+    /// Its custom routing, if any: a 409 is told apart from a different
+    /// document with the same `_id` by it.
+    pub routing: Option<String>,
     /// Which source slice it came from, and which page of it, for
     /// per-slice accounting and the resume cursor.
     pub slice: u32,
@@ -29,6 +35,8 @@ pub struct DocRef {
 /// answer is `docs[i]`.
 #[derive(Debug, Clone)]
 pub struct Batch {
+    /// The index the body writes into.
+    pub index: Arc<str>,
     pub body: Bytes,
     pub docs: Vec<DocRef>,
 }
@@ -46,12 +54,14 @@ impl Batch {
             body.extend_from_slice(&self.body[doc.range.clone()]);
             docs.push(DocRef {
                 id: doc.id.clone(),
+                routing: doc.routing.clone(),
                 slice: doc.slice,
                 page: doc.page,
                 range: start..body.len(),
             });
         }
         Batch {
+            index: self.index.clone(),
             body: body.freeze(),
             docs,
         }
@@ -70,7 +80,7 @@ impl Batch {
 /// reaches `max_bytes`.
 #[derive(Debug)]
 pub struct Batcher {
-    target: String,
+    target: Arc<str>,
     max_bytes: usize,
     /// Also cut at this many documents (small batches when throttled).
     max_docs: usize,
@@ -90,7 +100,7 @@ impl Batcher {
     pub fn new(target: &str, max_bytes: u64) -> Self {
         let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         Batcher {
-            target: target.to_owned(),
+            target: Arc::from(target),
             max_bytes,
             max_docs: usize::MAX,
             body: BytesMut::with_capacity(max_bytes.min(64 << 20) + 4096),
@@ -116,6 +126,7 @@ impl Batcher {
         write_source(&mut self.body, source);
         self.docs.push(DocRef {
             id: hit.id.clone(),
+            routing: hit.routing.clone(),
             slice,
             page,
             range: start..self.body.len(),
@@ -136,6 +147,7 @@ impl Batcher {
         let capacity = self.max_bytes.min(64 << 20) + 4096;
         let body = std::mem::replace(&mut self.body, BytesMut::with_capacity(capacity)).freeze();
         Batch {
+            index: self.target.clone(),
             body,
             docs: std::mem::take(&mut self.docs),
         }
@@ -151,7 +163,7 @@ impl Batcher {
             b.extend_from_slice(b",\"routing\":");
             write_json_string(b, routing);
         }
-        b.extend_from_slice(b",\"version\":1,\"version_type\":\"external\"}}\n");
+        b.extend_from_slice(b",\"version\":0,\"version_type\":\"external\"}}\n");
     }
 }
 
@@ -196,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn encodes_external_version_one_and_keeps_source_bytes() {
+    fn encodes_external_version_zero_and_keeps_source_bytes() {
         let mut b = Batcher::new("wiki_2", 1 << 20);
         assert!(b
             .push(0, 0, &hit("a\"1", Some("r"), r#"{"x": 1.50}"#))
@@ -208,8 +220,8 @@ mod tests {
         let text = std::str::from_utf8(&batch.body).unwrap();
         assert_eq!(
             text,
-            "{\"index\":{\"_index\":\"wiki_2\",\"_id\":\"a\\\"1\",\"routing\":\"r\",\"version\":1,\"version_type\":\"external\"}}\n{\"x\": 1.50}\n\
-             {\"index\":{\"_index\":\"wiki_2\",\"_id\":\"2\",\"version\":1,\"version_type\":\"external\"}}\n{   \"y\": \"line\\nbreak\" }\n"
+            "{\"index\":{\"_index\":\"wiki_2\",\"_id\":\"a\\\"1\",\"routing\":\"r\",\"version\":0,\"version_type\":\"external\"}}\n{\"x\": 1.50}\n\
+             {\"index\":{\"_index\":\"wiki_2\",\"_id\":\"2\",\"version\":0,\"version_type\":\"external\"}}\n{   \"y\": \"line\\nbreak\" }\n"
         );
         assert_eq!(batch.docs[1].slice, 1);
         assert!(b.flush().is_none());

@@ -4,9 +4,10 @@
 //! passes throttle and pause on as rethrottles, and cancels it on rollback.
 //! The task outlives a daemon restart; the next run follows the same task.
 //!
-//! Documents are written with `version_type=external` and `version=1` (a
+//! Documents are written with `version_type=external` and `version=0` (a
 //! one-line painless script), exactly like the client engine, so
-//! application writes and deletes win over the copy.
+//! application writes and deletes win over the copy and `_version ≥ 1`
+//! marks what the application wrote since stage 1.
 
 use std::time::Duration;
 
@@ -93,7 +94,7 @@ pub(super) async fn run(
                 "source": {"index": source, "size": config.page_size},
                 "dest": {"index": target, "version_type": "external"},
                 "conflicts": "proceed",
-                "script": {"lang": "painless", "source": "ctx._version = 1"},
+                "script": {"lang": "painless", "source": "ctx._version = 0"},
             });
             let id = es.start_reindex(&body, "auto", sent_rate).await?;
             info!(index = name, task = %id, "server-side reindex started");

@@ -16,6 +16,8 @@ use crate::migration::{CopyProgress, DocFailure, SliceCheckpoint, MAX_RECORDED_F
 pub enum Outcome {
     Copied,
     Superseded,
+    /// Already in the target from this copy's own earlier write.
+    Resent,
     Failed,
 }
 
@@ -24,6 +26,7 @@ pub enum Outcome {
 struct Counts {
     copied: u64,
     superseded: u64,
+    resent: u64,
     failed: u64,
 }
 
@@ -32,6 +35,7 @@ impl Counts {
         match outcome {
             Outcome::Copied => self.copied += 1,
             Outcome::Superseded => self.superseded += 1,
+            Outcome::Resent => self.resent += 1,
             Outcome::Failed => self.failed += 1,
         }
     }
@@ -39,6 +43,7 @@ impl Counts {
     fn merge(&mut self, other: &Counts) {
         self.copied += other.copied;
         self.superseded += other.superseded;
+        self.resent += other.resent;
         self.failed += other.failed;
     }
 }
@@ -67,6 +72,7 @@ pub struct SliceStats {
     pub read_done: AtomicBool,
     pub copied: AtomicU64,
     pub superseded: AtomicU64,
+    pub resent: AtomicU64,
     pub failed: AtomicU64,
     /// Done in an earlier run; not read again.
     pub done_before: bool,
@@ -75,7 +81,10 @@ pub struct SliceStats {
 
 impl SliceStats {
     fn accounted(&self) -> u64 {
-        self.copied.load(Relaxed) + self.superseded.load(Relaxed) + self.failed.load(Relaxed)
+        self.copied.load(Relaxed)
+            + self.superseded.load(Relaxed)
+            + self.resent.load(Relaxed)
+            + self.failed.load(Relaxed)
     }
 
     /// Every document of the slice was read and has an outcome.
@@ -102,6 +111,7 @@ impl SliceStats {
         match outcome {
             Outcome::Copied => self.copied.fetch_add(1, Relaxed),
             Outcome::Superseded => self.superseded.fetch_add(1, Relaxed),
+            Outcome::Resent => self.resent.fetch_add(1, Relaxed),
             Outcome::Failed => self.failed.fetch_add(1, Relaxed),
         };
         let mut cursor = self.cursor.lock().expect("cursor lock");
@@ -154,7 +164,7 @@ impl CopyStats {
     /// With `exact` (the point in time of `copy` is still open) unfinished
     /// slices resume after their cursor with the outcomes up to it;
     /// otherwise they start over (their documents are read again, and those
-    /// already copied come back as superseded).
+    /// already copied come back as resent).
     pub fn resume(
         copy: &CopyProgress,
         exact: bool,
@@ -171,15 +181,18 @@ impl CopyStats {
                 let confirmed = Counts {
                     copied: v(s.copied),
                     superseded: v(s.superseded),
+                    resent: v(s.resent),
                     failed: v(s.failed),
                 };
-                let read = confirmed.copied + confirmed.superseded + confirmed.failed;
+                let read =
+                    confirmed.copied + confirmed.superseded + confirmed.resent + confirmed.failed;
                 SliceStats {
                     total: AtomicU64::new(v(s.total)),
                     read: AtomicU64::new(read),
                     read_done: AtomicBool::new(s.done),
                     copied: AtomicU64::new(confirmed.copied),
                     superseded: AtomicU64::new(confirmed.superseded),
+                    resent: AtomicU64::new(confirmed.resent),
                     failed: AtomicU64::new(confirmed.failed),
                     done_before: s.done,
                     cursor: Mutex::new(Cursor {
@@ -224,6 +237,7 @@ impl CopyStats {
         copy.total = sum(|s| s.total.load(Relaxed));
         copy.copied = sum(|s| s.copied.load(Relaxed));
         copy.superseded = sum(|s| s.superseded.load(Relaxed));
+        copy.resent = sum(|s| s.resent.load(Relaxed));
         copy.failed = sum(|s| s.failed.load(Relaxed));
         copy.failures = self.failures.lock().expect("failure list lock").clone();
         copy.pit = self.pit.clone();
@@ -238,6 +252,7 @@ impl CopyStats {
                     Counts {
                         copied: s.copied.load(Relaxed),
                         superseded: s.superseded.load(Relaxed),
+                        resent: s.resent.load(Relaxed),
                         failed: s.failed.load(Relaxed),
                     }
                 } else {
@@ -250,6 +265,7 @@ impl CopyStats {
                     total: s.total.load(Relaxed),
                     copied: counts.copied,
                     superseded: counts.superseded,
+                    resent: counts.resent,
                     failed: counts.failed,
                     after,
                 }
@@ -269,6 +285,7 @@ pub fn plan_slices(count: u32) -> Vec<SliceCheckpoint> {
             total: 0,
             copied: 0,
             superseded: 0,
+            resent: 0,
             failed: 0,
             after: None,
         })
@@ -303,6 +320,7 @@ mod tests {
                 Counts {
                     copied: 2,
                     superseded: 1,
+                    resent: 0,
                     failed: 1
                 }
             )
@@ -322,6 +340,7 @@ mod tests {
             total: 10,
             copied: 9,
             superseded: 1,
+            resent: 0,
             failed: 0,
             after: Some(json!([9])),
         };
@@ -332,6 +351,7 @@ mod tests {
             total: 7,
             copied: 3,
             superseded: 0,
+            resent: 0,
             failed: 0,
             after: Some(json!([2])),
         };
@@ -345,6 +365,7 @@ mod tests {
                 Counts {
                     copied: 3,
                     superseded: 0,
+                    resent: 0,
                     failed: 0
                 }
             )

@@ -1,5 +1,6 @@
 //! Sending one batch: per-item outcomes, retries of only the items that
-//! did not succeed, jittered exponential backoff.
+//! did not succeed, jittered exponential backoff, and a look at the target
+//! for conflicts the answer alone cannot explain.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use super::error::CopyError;
 use super::outcome::{classify, retryable_status, ItemOutcome};
 use super::permits::Concurrency;
 use super::stats::{CopyStats, Outcome};
-use crate::es::{EsClient, EsError};
+use crate::es::{DocKey, EsClient, EsError, Found};
 use crate::migration::DocFailure;
 
 #[derive(Debug, Clone)]
@@ -67,6 +68,7 @@ pub async fn send_batch(
                 let mut retry = Vec::new();
                 let mut last = String::new();
                 let mut indexed = 0;
+                let mut look = Vec::new();
                 for (i, outcome) in outcomes.into_iter().enumerate() {
                     let doc = &batch.docs[i];
                     let slice = stats.slice(doc.slice);
@@ -76,6 +78,7 @@ pub async fn send_batch(
                             slice.account(doc.page, Outcome::Copied)
                         }
                         ItemOutcome::Superseded => slice.account(doc.page, Outcome::Superseded),
+                        ItemOutcome::CopyExists => look.push(i),
                         ItemOutcome::Retry { status } => {
                             if status == 429 {
                                 t.rejections.inc();
@@ -94,6 +97,7 @@ pub async fn send_batch(
                         ),
                     }
                 }
+                settle_copy_conflicts(es, &batch, &look, stats).await?;
                 concurrency.feedback(retry.is_empty().then_some(Answer {
                     latency,
                     bytes: batch.body.len(),
@@ -136,5 +140,97 @@ pub async fn send_batch(
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => return Err(CopyError::Cancelled),
         }
+    }
+}
+
+/// Settles the 409s against a version-0 document (`look`, indexes into
+/// `batch.docs`) by reading the stored documents: the same routing is
+/// this copy's own earlier write (`resent`); another routing is a
+/// different source document with the same `_id` that landed in the same
+/// shard of the new shard count (a failure, never a silent drop); a
+/// version of 1 or more, or no document, means the application wrote or
+/// deleted it meanwhile (`superseded`).
+async fn settle_copy_conflicts(
+    es: &EsClient,
+    batch: &Batch,
+    look: &[usize],
+    stats: &CopyStats,
+) -> Result<(), CopyError> {
+    if look.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<DocKey> = look
+        .iter()
+        .map(|&i| DocKey {
+            id: batch.docs[i].id.clone(),
+            routing: batch.docs[i].routing.clone(),
+        })
+        .collect();
+    // An error here ends the run: the pages of these documents are not
+    // confirmed, so the next run reads and settles them again.
+    let found = es.find_keys(&batch.index, &keys).await?;
+    for (&i, found) in look.iter().zip(found) {
+        let doc = &batch.docs[i];
+        match conflict_outcome(doc.routing.as_deref(), found.as_ref()) {
+            Ok(outcome) => stats.slice(doc.slice).account(doc.page, outcome),
+            Err(reason) => stats.record_failure(
+                doc.slice,
+                doc.page,
+                DocFailure {
+                    id: doc.id.clone(),
+                    status: 409,
+                    reason,
+                },
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// What a 409 against a stored copy means, given what is stored under the
+/// document's id in the shard its routing leads to.
+fn conflict_outcome(routing: Option<&str>, found: Option<&Found>) -> Result<Outcome, String> {
+    match found {
+        None => Ok(Outcome::Superseded),
+        Some(f) if f.version >= 1 => Ok(Outcome::Superseded),
+        Some(f) if f.routing.as_deref() == routing => Ok(Outcome::Resent),
+        Some(f) => Err(format!(
+            "routing collision: another source document with this _id (routing {}) was copied into the same shard; \
+             this one (routing {}) cannot be stored beside it",
+            f.routing.as_deref().unwrap_or("none"),
+            routing.unwrap_or("none"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(version: i64, routing: Option<&str>) -> Found {
+        Found {
+            version,
+            routing: routing.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_conflict_is_explained_by_what_is_stored() {
+        assert_eq!(conflict_outcome(Some("a"), None), Ok(Outcome::Superseded));
+        assert_eq!(
+            conflict_outcome(Some("a"), Some(&found(2, Some("b")))),
+            Ok(Outcome::Superseded)
+        );
+        assert_eq!(
+            conflict_outcome(Some("a"), Some(&found(0, Some("a")))),
+            Ok(Outcome::Resent)
+        );
+        assert_eq!(
+            conflict_outcome(None, Some(&found(0, None))),
+            Ok(Outcome::Resent)
+        );
+        let collision = conflict_outcome(Some("a"), Some(&found(0, Some("b")))).unwrap_err();
+        assert!(collision.contains("routing collision"), "{collision}");
+        assert!(conflict_outcome(None, Some(&found(0, Some("b")))).is_err());
     }
 }

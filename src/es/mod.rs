@@ -8,7 +8,8 @@
 //! migrations, aliases' meaning or state.
 //!
 //! Submodules add calls to [`EsClient`] by area: `indices`, `aliases`,
-//! `bulk`, `search` (sliced scroll, point in time) and `tasks`.
+//! `bulk`, `search` (sliced scroll, point in time), `keys` (documents by
+//! key and version, sequence numbers) and `tasks`.
 
 mod aliases;
 mod bulk;
@@ -16,6 +17,7 @@ mod docs;
 mod error;
 mod indices;
 mod info;
+mod keys;
 mod search;
 mod tasks;
 
@@ -24,6 +26,7 @@ pub use bulk::{BulkItem, BulkResponse};
 pub use docs::{VersionedDoc, WriteCondition};
 pub use error::EsError;
 pub use info::{Engine, ServerInfo, Version};
+pub use keys::{DocKey, Found, KeyVersion};
 pub use search::{Hit, Page, PitId, Slice};
 pub use tasks::TaskStatus;
 

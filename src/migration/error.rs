@@ -24,6 +24,24 @@ pub enum MigrationError {
     Mapping(#[from] MappingError),
     #[error("the cluster rejected the new index {index}: {source}")]
     MappingRejected { index: String, source: EsError },
+    /// A bare rollback would drop the application's writes since stage 1.
+    #[error("rolling back {name} would lose the application's work since stage 1: {written} documents written{}{}; \
+             nothing was changed. Roll back with --replay (API: {{\"writes\": \"replay\"}}) to copy them into the old generation first, \
+             or with --discard-writes ({{\"writes\": \"discard\"}}) to drop them",
+             match deleted { Some(d) => format!(", {d} deleted"), None => ", and an unknown number deleted".to_owned() },
+             detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    WritesWouldBeLost {
+        name: String,
+        written: u64,
+        /// `None`: cannot be known yet.
+        deleted: Option<u64>,
+        /// Why the deletes are unknown, when they are.
+        detail: Option<String>,
+    },
+    /// Replaying the application's writes into the old generation failed;
+    /// the aliases did not move.
+    #[error("rollback replay failed, the aliases did not move: {0}")]
+    Replay(String),
     /// A request that makes no sense whatever the state (a name twice).
     #[error("{0}")]
     Invalid(String),

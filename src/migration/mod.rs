@@ -2,10 +2,13 @@
 //! state, and the operations that move aliases.
 //!
 //! `phase` is pure (transitions as functions); `store` persists state with
-//! compare-and-set; `ops` combines both with alias changes on the cluster.
+//! compare-and-set; `ops` combines both with alias changes on the cluster;
+//! `stage1` and `rollback` are the two transitions with most to do, and
+//! `delta` tells what the application wrote since stage 1.
 //! This module never copies documents (that is `copy`) and never serves
 //! HTTP.
 
+mod delta;
 mod error;
 mod init;
 mod inspect;
@@ -14,10 +17,12 @@ mod names;
 mod ops;
 mod phase;
 mod progress;
+mod rollback;
 mod stage1;
 mod store;
 mod view;
 
+pub use delta::DeltaCounts;
 pub use error::MigrationError;
 pub use inspect::PlanEntry;
 pub use mapping::{MappingError, MappingFile};
@@ -25,5 +30,6 @@ pub use names::Names;
 pub use ops::{AliasChangeLabels, Migrator, BULK_SETTING_KEYS};
 pub use phase::{Action, IllegalTransition, IndexState, Phase};
 pub use progress::{CopyProgress, DocFailure, Lease, SliceCheckpoint, MAX_RECORDED_FAILURES};
+pub use rollback::{RollbackReport, WritesPolicy};
 pub use store::{StateStore, Stored};
 pub use view::{IndexView, ProgressView};

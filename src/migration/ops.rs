@@ -139,54 +139,6 @@ impl Migrator {
         Ok(state)
     }
 
-    /// Puts read and write back on the old generation, from any phase after
-    /// stage 1. Aliases are set from what the cluster has, not from what
-    /// the state expects, so a rollback also repairs a half-done change.
-    pub async fn rollback(&self, name: &str) -> Result<IndexState, MigrationError> {
-        let stored = self.load(name).await?;
-        let next = stored.state.rollback(Utc::now())?;
-        let names = self.names(name);
-        let (read, write) = (names.read_alias(), names.write_alias());
-        let old = next.phase.read_index().to_owned();
-        let mut actions: Vec<AliasAction> = self
-            .es
-            .get_aliases(&format!("{read},{write}"))
-            .await?
-            .into_iter()
-            .filter(|l| l.index != old)
-            .map(|l| remove(&l.index, &l.alias))
-            .collect();
-        actions.push(add(&old, &read, None));
-        actions.push(add(&old, &write, Some(true)));
-        let abandoned = stored.state.phase.write_index().to_owned();
-        let restore = stored
-            .state
-            .phase
-            .copy()
-            .filter(|c| !c.settings_restored)
-            .map(|c| c.saved_settings.clone());
-        let task = stored.state.phase.copy().and_then(|c| c.task.clone());
-        let state = self.transition(&stored, next, &actions).await?;
-        self.count_alias_change(name, "rollback");
-        if let (Some(task), "copying") = (task, stored.state.phase.name()) {
-            // A server-side copy must stop writing into the abandoned generation.
-            if let Err(e) = self.es.cancel_task(&task).await {
-                warn!(index = name, %task, error = %e, "could not cancel the server-side reindex task");
-            }
-        }
-        if let Some(settings) = restore {
-            if let Err(e) = self
-                .es
-                .put_settings(&abandoned, &Value::Object(settings))
-                .await
-            {
-                warn!(index = name, generation = %abandoned, error = %e, "could not restore the abandoned generation's settings");
-            }
-        }
-        info!(index = name, generation = %old, abandoned = %abandoned, "rolled back");
-        Ok(state)
-    }
-
     /// Deletes generations no longer needed: the previous one once
     /// retention has passed since the flip, and those abandoned by
     /// rollbacks. Refused while any alias points at one of them.

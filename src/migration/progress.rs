@@ -22,9 +22,13 @@ pub struct CopyProgress {
     pub total: u64,
     /// Written into the target by the copy.
     pub copied: u64,
-    /// Not written because the application's own write (or delete) of the
-    /// same id in the target is newer: the 409s of external versioning.
+    /// Not written because the application wrote or deleted the same
+    /// document in the target first (a 409 against version 1 or more).
     pub superseded: u64,
+    /// Not written again: this copy's own earlier write of the document is
+    /// already there (a resend after a restart or a lost answer).
+    #[serde(default)]
+    pub resent: u64,
     /// Refused by the target for good (mapping conflicts and the like).
     pub failed: u64,
     #[serde(default)]
@@ -76,6 +80,8 @@ pub struct SliceCheckpoint {
     /// Outcomes of the documents up to `after` (all of them when done).
     pub copied: u64,
     pub superseded: u64,
+    #[serde(default)]
+    pub resent: u64,
     pub failed: u64,
     /// Sort values of the last document whose outcome, and every earlier
     /// one's, is known: a point-in-time read resumes after it.
@@ -98,6 +104,7 @@ impl CopyProgress {
             total,
             copied: 0,
             superseded: 0,
+            resent: 0,
             failed: 0,
             failures: Vec::new(),
             accept_failures: false,
@@ -114,7 +121,7 @@ impl CopyProgress {
 
     /// Documents accounted for so far.
     pub fn done(&self) -> u64 {
-        self.copied + self.superseded + self.failed
+        self.copied + self.superseded + self.resent + self.failed
     }
 
     /// Share of the source accounted for, 0.0 to 1.0.
@@ -135,7 +142,7 @@ impl CopyProgress {
     }
 
     /// Whether a finished copy may become `ready`: counts reconcile
-    /// (copied + superseded + failed = source) and no failure is left
+    /// (copied + superseded + resent + failed = source) and no failure is left
     /// unaccepted. The error says what is wrong and what to do.
     pub fn verdict(&self) -> Result<(), String> {
         if self.finished_at.is_none() {
@@ -143,9 +150,10 @@ impl CopyProgress {
         }
         if self.done() != self.total {
             return Err(format!(
-                "counts do not add up: copied {} + superseded {} + failed {} = {}, but the source had {}",
+                "counts do not add up: copied {} + superseded {} + resent {} + failed {} = {}, but the source had {}",
                 self.copied,
                 self.superseded,
+                self.resent,
                 self.failed,
                 self.done(),
                 self.total

@@ -31,7 +31,10 @@ pub struct ProgressView {
     pub engine: CopyEngine,
     pub total: u64,
     pub copied: u64,
+    /// The application wrote or deleted the document first.
     pub superseded: u64,
+    /// Already there from this copy's own earlier write.
+    pub resent: u64,
     pub failed: u64,
     /// 0.0 to 1.0.
     pub ratio: f64,
@@ -65,6 +68,7 @@ impl ProgressView {
             total: copy.total,
             copied: copy.copied,
             superseded: copy.superseded,
+            resent: copy.resent,
             failed: copy.failed,
             ratio: copy.ratio(),
             paused: copy.paused,

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod app;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 

@@ -1,0 +1,363 @@
+//! Documents by key rather than by content: every `(_id, _routing)` of an
+//! index with its `_version`, metadata and sources of chosen keys, and the
+//! per-shard sequence numbers that tell whether an index was written to.
+//! What these mean for a migration is decided by the caller.
+
+use elasticsearch::http::Method;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::{decode, seg, Body, EsClient, EsError};
+
+/// A document's identity in an index: with custom routing, one `_id` may
+/// exist once per routing value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocKey {
+    pub id: String,
+    pub routing: Option<String>,
+}
+
+/// A document's key and `_version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVersion {
+    pub key: DocKey,
+    pub version: i64,
+}
+
+/// What a realtime get of one key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub version: i64,
+    /// The routing the stored document was written with.
+    pub routing: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ScanResponse {
+    #[serde(rename = "_scroll_id")]
+    scroll_id: Option<String>,
+    #[serde(default)]
+    hits: ScanHits,
+}
+
+#[derive(Default, Deserialize)]
+struct ScanHits {
+    #[serde(default)]
+    hits: Vec<ScanHit>,
+}
+
+#[derive(Deserialize)]
+struct ScanHit {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(rename = "_routing")]
+    routing: Option<String>,
+    #[serde(rename = "_version", default)]
+    version: i64,
+}
+
+#[derive(Deserialize)]
+struct MgetResponse {
+    docs: Vec<MgetDoc>,
+}
+
+#[derive(Deserialize)]
+struct MgetDoc {
+    #[serde(default)]
+    found: bool,
+    #[serde(rename = "_version")]
+    version: Option<i64>,
+    #[serde(rename = "_routing")]
+    routing: Option<String>,
+    #[serde(rename = "_source")]
+    source: Option<Box<RawValue>>,
+    /// Set instead of the fields above when this one document failed.
+    error: Option<Value>,
+}
+
+const SCAN_KEEP_ALIVE: &str = "2m";
+
+impl EsClient {
+    /// Every document's key and version, read as `slices` sliced scrolls in
+    /// parallel (no `_source`), in no particular order.
+    pub async fn scan_versions(
+        &self,
+        index: &str,
+        slices: u32,
+        page: usize,
+    ) -> Result<Vec<KeyVersion>, EsError> {
+        let slices = slices.max(1);
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in 0..slices {
+            let (es, index) = (self.clone(), index.to_owned());
+            tasks.spawn(async move { es.scan_slice(&index, id, slices, page).await });
+        }
+        let mut all = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let part = joined.map_err(|e| EsError::Decode {
+                call: format!("scan of {index}"),
+                detail: format!("a scan task stopped: {e}"),
+            })??;
+            all.extend(part);
+        }
+        Ok(all)
+    }
+
+    async fn scan_slice(
+        &self,
+        index: &str,
+        id: u32,
+        max: u32,
+        page: usize,
+    ) -> Result<Vec<KeyVersion>, EsError> {
+        let path = format!("/{}/_search", seg(index));
+        let mut body = json!({
+            "size": page, "sort": ["_doc"], "_source": false, "version": true,
+            "query": {"match_all": {}},
+        });
+        if max > 1 {
+            body["slice"] = json!({"id": id, "max": max});
+        }
+        let filter = "_scroll_id,hits.hits._id,hits.hits._routing,hits.hits._version";
+        let query = [("scroll", SCAN_KEEP_ALIVE), ("filter_path", filter)];
+        let bytes = self
+            .send_ok(Method::Post, &path, &query, Some(Body::json(&body)), None)
+            .await?;
+        let mut answer: ScanResponse = decode(Method::Post, &path, &bytes)?;
+        let mut keys = Vec::new();
+        loop {
+            let done = answer.hits.hits.len() < page;
+            keys.extend(answer.hits.hits.drain(..).map(|h| KeyVersion {
+                key: DocKey {
+                    id: h.id,
+                    routing: h.routing,
+                },
+                version: h.version,
+            }));
+            let Some(scroll_id) = answer.scroll_id.take() else {
+                break;
+            };
+            if done {
+                self.clear_scroll(&scroll_id).await?;
+                break;
+            }
+            let next = json!({"scroll": SCAN_KEEP_ALIVE, "scroll_id": scroll_id});
+            let bytes = self
+                .send_ok(
+                    Method::Post,
+                    "/_search/scroll",
+                    &[("filter_path", filter)],
+                    Some(Body::json(&next)),
+                    None,
+                )
+                .await?;
+            answer = decode(Method::Post, "/_search/scroll", &bytes)?;
+        }
+        Ok(keys)
+    }
+
+    /// Realtime get of each key's version and stored routing, in order;
+    /// `None` where the document does not exist.
+    pub async fn find_keys(
+        &self,
+        index: &str,
+        keys: &[DocKey],
+    ) -> Result<Vec<Option<Found>>, EsError> {
+        let docs = self.mget(index, keys, false).await?;
+        Ok(docs
+            .into_iter()
+            .map(|d| {
+                d.found.then(|| Found {
+                    version: d.version.unwrap_or(0),
+                    routing: d.routing,
+                })
+            })
+            .collect())
+    }
+
+    /// Realtime get of each key's `_source` bytes, in order; `None` where
+    /// the document does not exist.
+    pub async fn sources(
+        &self,
+        index: &str,
+        keys: &[DocKey],
+    ) -> Result<Vec<Option<Box<RawValue>>>, EsError> {
+        let docs = self.mget(index, keys, true).await?;
+        Ok(docs
+            .into_iter()
+            .map(|d| if d.found { d.source } else { None })
+            .collect())
+    }
+
+    async fn mget(
+        &self,
+        index: &str,
+        keys: &[DocKey],
+        source: bool,
+    ) -> Result<Vec<MgetDoc>, EsError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let docs: Vec<Value> = keys
+            .iter()
+            .map(|k| match &k.routing {
+                Some(r) => json!({"_id": k.id, "routing": r}),
+                None => json!({"_id": k.id}),
+            })
+            .collect();
+        let path = format!("/{}/_mget", seg(index));
+        let flag = if source { "true" } else { "false" };
+        let answer: MgetResponse = self
+            .send_json(
+                Method::Post,
+                &path,
+                &[("_source", flag), ("realtime", "true")],
+                Some(Body::json(&json!({ "docs": docs }))),
+            )
+            .await?;
+        if answer.docs.len() != keys.len() {
+            return Err(EsError::Decode {
+                call: format!("POST {path}"),
+                detail: format!(
+                    "{} documents answered for {} asked",
+                    answer.docs.len(),
+                    keys.len()
+                ),
+            });
+        }
+        if let Some(error) = answer.docs.iter().find_map(|d| d.error.as_ref()) {
+            return Err(EsError::Decode {
+                call: format!("POST {path}"),
+                detail: format!("a document could not be read: {error}"),
+            });
+        }
+        Ok(answer.docs)
+    }
+
+    /// The highest sequence number of each primary shard, by shard number:
+    /// it grows with every write or delete, survives restarts, and so tells
+    /// exactly whether an index was written to since it was last read.
+    pub async fn max_seq_nos(&self, index: &str) -> Result<Vec<i64>, EsError> {
+        #[derive(Deserialize)]
+        struct Stats {
+            #[serde(default)]
+            indices: std::collections::HashMap<String, IndexStats>,
+        }
+        #[derive(Deserialize)]
+        struct IndexStats {
+            #[serde(default)]
+            shards: std::collections::BTreeMap<String, Vec<ShardCopy>>,
+        }
+        #[derive(Deserialize)]
+        struct ShardCopy {
+            routing: Routing,
+            seq_no: SeqNo,
+        }
+        #[derive(Deserialize)]
+        struct Routing {
+            primary: bool,
+        }
+        #[derive(Deserialize)]
+        struct SeqNo {
+            max_seq_no: i64,
+        }
+        let path = format!("/{}/_stats/docs", seg(index));
+        let stats: Stats = self
+            .send_json(Method::Get, &path, &[("level", "shards")], None)
+            .await?;
+        let call = || format!("GET {path}");
+        let shards = stats
+            .indices
+            .into_values()
+            .next()
+            .ok_or_else(|| EsError::Decode {
+                call: call(),
+                detail: format!("no statistics for {index}"),
+            })?
+            .shards;
+        let mut seq_nos = vec![None; shards.len()];
+        for (number, copies) in shards {
+            let n: usize = number.parse().map_err(|_| EsError::Decode {
+                call: call(),
+                detail: format!("shard number {number:?}"),
+            })?;
+            let primary = copies.iter().find(|c| c.routing.primary);
+            if let (Some(slot), Some(p)) = (seq_nos.get_mut(n), primary) {
+                *slot = Some(p.seq_no.max_seq_no);
+            }
+        }
+        seq_nos
+            .into_iter()
+            .enumerate()
+            .map(|(n, s)| {
+                s.ok_or_else(|| EsError::Decode {
+                    call: call(),
+                    detail: format!("shard {n} of {index} has no started primary"),
+                })
+            })
+            .collect()
+    }
+
+    /// Live documents of shard `shard` whose last operation has a sequence
+    /// number of at most `max`.
+    pub async fn count_up_to_seq_no(
+        &self,
+        index: &str,
+        shard: usize,
+        max: i64,
+    ) -> Result<u64, EsError> {
+        #[derive(Deserialize)]
+        struct Count {
+            count: u64,
+        }
+        let path = format!("/{}/_count", seg(index));
+        let preference = format!("_shards:{shard}");
+        let body = json!({"query": {"range": {"_seq_no": {"lte": max}}}});
+        let count: Count = self
+            .send_json(
+                Method::Post,
+                &path,
+                &[("preference", preference.as_str())],
+                Some(Body::json(&body)),
+            )
+            .await?;
+        Ok(count.count)
+    }
+
+    /// Blocks (or unblocks) writes to `index`: writers get 403
+    /// `cluster_block_exception` while it holds.
+    pub async fn set_write_block(&self, index: &str, blocked: bool) -> Result<(), EsError> {
+        let value = if blocked { json!(true) } else { Value::Null };
+        self.put_settings(index, &json!({ "index.blocks.write": value }))
+            .await
+    }
+
+    /// The index's UUID, or `None` when no index of that name exists.
+    pub async fn index_uuid(&self, index: &str) -> Result<Option<String>, EsError> {
+        match self.get_settings(index).await {
+            Ok(settings) => Ok(settings
+                .get("index.uuid")
+                .and_then(Value::as_str)
+                .map(str::to_owned)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_pages_keep_routing_and_version() {
+        let body = br#"{"_scroll_id":"s","hits":{"hits":[
+            {"_id":"1","_version":0},{"_id":"2","_routing":"r","_version":3}]}}"#;
+        let r: ScanResponse = serde_json::from_slice(body).unwrap();
+        assert_eq!(r.hits.hits[1].routing.as_deref(), Some("r"));
+        assert_eq!((r.hits.hits[0].version, r.hits.hits[1].version), (0, 3));
+        let empty: ScanResponse = serde_json::from_slice(br#"{"_scroll_id":"s"}"#).unwrap();
+        assert!(empty.hits.hits.is_empty());
+    }
+}
