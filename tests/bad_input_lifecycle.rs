@@ -369,3 +369,62 @@ async fn concurrent_inits_from_two_clients_on_a_fresh_state_index() {
         env.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_stage_1_requests_make_one_generation_and_the_others_get_409() {
+    let env = Env::new("race1", &["kb"], "").await;
+    env.migrator.init("kb").await.unwrap();
+    env.load_docs("kb", 50).await;
+    env.set_mapping("kb", common::MAPPING_V2);
+    let daemon = Daemon::start(&env).await;
+    env.state_index_ready().await;
+    let path = "/v1/indexes/kb/reindex";
+    let (x, y, z) = tokio::join!(
+        daemon.post(path, None),
+        daemon.post(path, None),
+        daemon.post(path, None)
+    );
+    let answers = [x, y, z];
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert!(
+            matches!(
+                code(*status, body),
+                (409, Some("conflict" | "illegal_transition"))
+            ),
+            "a losing stage 1 is a 409: {body}"
+        );
+    }
+    // One new generation, the one the state and the write alias name.
+    let view = daemon
+        .wait_phase(
+            "kb",
+            &["ready", "failed"],
+            std::time::Duration::from_secs(60),
+        )
+        .await;
+    let generations: Vec<String> = env
+        .indexes()
+        .await
+        .into_iter()
+        .filter(|i| i.contains("kb_"))
+        .collect();
+    assert_eq!(
+        generations.len(),
+        2,
+        "the source and one new generation: {generations:?}"
+    );
+    let (read, write) = env.aliases("kb").await;
+    assert_eq!(read, vec![view["read_index"].as_str().unwrap().to_owned()]);
+    assert_eq!(
+        write,
+        vec![view["write_index"].as_str().unwrap().to_owned()]
+    );
+    assert!(view["drift"].is_null(), "{view}");
+    daemon.stop().await;
+    env.cleanup().await;
+}

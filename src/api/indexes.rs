@@ -50,7 +50,11 @@ pub async fn get(
 async fn one_view(app: &AppState, name: &str) -> Result<IndexView, ApiError> {
     app.migrator.index_config(name)?;
     Ok(match app.migrator.store().get(name).await? {
-        Some(stored) => view_of(app, &stored.state),
+        Some(stored) => {
+            let mut view = view_of(app, &stored.state);
+            view.drift = app.migrator.drift(&stored.state).await?;
+            view
+        }
         None => IndexView::uninitialized(name),
     })
 }

@@ -102,6 +102,9 @@ pub fn describe(v: &IndexView) -> String {
     if let Some(reason) = &v.reason {
         line.push_str(&format!("\n  reason: {reason}"));
     }
+    if let Some(drift) = &v.drift {
+        line.push_str(&format!("\n  DRIFT: {drift}"));
+    }
     for f in v.failures.iter().take(5) {
         line.push_str(&format!("\n  failed document {}: {}", f.id, f.reason));
     }

@@ -349,6 +349,9 @@ pub(super) async fn save_checkpoint(
                 format!("a newer copy targets {stored_target}"),
             ));
         }
+        if let Some(reason) = migrator.target_replaced(target, copy).await? {
+            return Err(CopyError::Fatal(reason));
+        }
         let wanted = Control::of(copy);
         control.send_if_modified(|c| std::mem::replace(c, wanted) != wanted);
         let next = stored

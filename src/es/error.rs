@@ -66,6 +66,14 @@ impl EsError {
         self.status() == Some(409)
     }
 
+    /// True when the request may or may not have been applied: no answer
+    /// (dropped connection, timeout) or a server error. The caller must
+    /// read the cluster back rather than guess.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, EsError::Unreachable { .. } | EsError::Timeout { .. })
+            || matches!(self.status(), Some(500..=599))
+    }
+
     /// True when the cluster could not be reached, did not answer, or was
     /// too busy to take the request (429): the caller should report the
     /// cluster as unavailable, not the request as bad, and may try again.

@@ -38,6 +38,11 @@ pub enum MigrationError {
         /// Why the deletes are unknown, when they are.
         detail: Option<String>,
     },
+    /// An alias change whose answer was lost left the aliases in neither
+    /// the old nor the new shape.
+    #[error("{name}: the cluster did not answer an alias change ({source}) and the aliases are now in neither the old nor the new shape; \
+             `reindexd status {name}` shows the drift and `reindexd rollback {name}` puts them right")]
+    AliasesUnknown { name: String, source: EsError },
     /// Replaying the application's writes into the old generation failed;
     /// the aliases did not move.
     #[error("rollback replay failed, the aliases did not move: {0}")]

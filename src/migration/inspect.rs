@@ -26,11 +26,16 @@ pub struct PlanEntry {
 }
 
 impl Migrator {
-    /// The status view of `name` (also for indexes not initialised yet).
+    /// The status view of `name` (also for indexes not initialised yet),
+    /// with any drift between its phase and the aliases.
     pub async fn view(&self, name: &str) -> Result<IndexView, MigrationError> {
         self.index_config(name)?;
         Ok(match self.store().get(name).await? {
-            Some(stored) => IndexView::new(&stored.state, None, Utc::now()),
+            Some(stored) => {
+                let mut view = IndexView::new(&stored.state, None, Utc::now());
+                view.drift = self.drift(&stored.state).await?;
+                view
+            }
             None => IndexView::uninitialized(name),
         })
     }

@@ -17,6 +17,7 @@ mod names;
 mod ops;
 mod phase;
 mod progress;
+mod resolve;
 mod rollback;
 mod stage1;
 mod store;

@@ -17,6 +17,7 @@ use super::error::MigrationError;
 use super::names::Names;
 use super::phase::{Action, IllegalTransition, IndexState, Phase};
 use super::progress::CopyProgress;
+use super::resolve::AliasFailure;
 use super::store::{StateStore, Stored};
 use crate::config::{Config, IndexConfig, Tuning};
 use crate::es::{AliasAction, AliasEntry, EsClient, EsError};
@@ -206,6 +207,13 @@ impl Migrator {
         }
         let mut copy = copy.clone();
         finish(&mut copy);
+        if let Some(reason) = self.target_replaced(target, &copy).await? {
+            let next = stored
+                .state
+                .update_copy(Action::Reindex, |c| *c = copy.clone(), Utc::now())?
+                .fail_copy(reason, Utc::now())?;
+            return Ok(self.store.replace(&stored, next).await?.state);
+        }
         self.es
             .put_settings(target, &Value::Object(copy.saved_settings.clone()))
             .await?;
@@ -229,6 +237,30 @@ impl Migrator {
             stored.state.finish_copy(copy, now)?
         };
         Ok(self.store.replace(&stored, next).await?.state)
+    }
+
+    /// Why `target` is not the generation stage 1 made for `copy` (gone,
+    /// or another index of that name: a bulk write auto-creates one), or
+    /// `None` when it is.
+    pub async fn target_replaced(
+        &self,
+        target: &str,
+        copy: &CopyProgress,
+    ) -> Result<Option<String>, MigrationError> {
+        let Some(expected) = &copy.target_uuid else {
+            return Ok(None);
+        };
+        Ok(match self.es.index_uuid(target).await? {
+            Some(uuid) if &uuid == expected => None,
+            Some(uuid) => Some(format!(
+                "the new generation {target} was replaced during the copy (UUID {uuid}, stage 1 made {expected}): \
+                 it was deleted and re-created, probably by a write that auto-created it; what was copied before is gone. \
+                 Roll back and reindex again"
+            )),
+            None => Some(format!(
+                "the new generation {target} was deleted during the copy; roll back and reindex again"
+            )),
+        })
     }
 
     /// Moves a running copy to `failed` with `reason`.
@@ -331,8 +363,10 @@ impl Migrator {
             .collect())
     }
 
-    /// Writes `next` then applies `actions`; if the aliases cannot move,
-    /// the state is put back and the alias error returned.
+    /// Writes `next` then applies `actions`. If the aliases did not move,
+    /// the state is put back and the alias error returned; if a lost answer
+    /// leaves them in neither shape, the state stays and the error says so
+    /// (`status` shows the drift, `rollback` mends it).
     pub(super) async fn transition(
         &self,
         stored: &Stored,
@@ -340,17 +374,28 @@ impl Migrator {
         actions: &[AliasAction],
     ) -> Result<IndexState, MigrationError> {
         let written = self.store.replace(stored, next).await?;
-        if let Err(e) = self.es.update_aliases(actions).await {
-            self.revert(&written, stored.state.clone()).await;
-            return Err(e.into());
+        match self.apply_aliases(actions).await {
+            Ok(()) => Ok(written.state),
+            Err(AliasFailure::NotApplied(e)) => {
+                self.revert(&written, stored.state.clone()).await;
+                Err(e.into())
+            }
+            Err(AliasFailure::Unknown(e)) => Err(MigrationError::AliasesUnknown {
+                name: written.state.name.clone(),
+                source: e,
+            }),
         }
-        Ok(written.state)
     }
 
-    pub(super) async fn revert(&self, written: &Stored, previous: IndexState) {
+    /// Puts the state back; false when that failed (logged).
+    pub(super) async fn revert(&self, written: &Stored, previous: IndexState) -> bool {
         let name = previous.name.clone();
-        if let Err(e) = self.store.replace(written, previous).await {
-            warn!(index = %name, error = %e, "could not put the state back after a failed alias change; check `reindexd status`");
+        match self.store.replace(written, previous).await {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(index = %name, error = %e, "could not put the state back after a failed alias change; check `reindexd status`");
+                false
+            }
         }
     }
 

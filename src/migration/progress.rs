@@ -55,6 +55,11 @@ pub struct CopyProgress {
     /// The cluster task of a server-side copy.
     #[serde(default)]
     pub task: Option<String>,
+    /// The UUID of the new generation made at stage 1: a generation of the
+    /// same name with another UUID (deleted by hand, auto-created by a
+    /// write) is not the one being filled.
+    #[serde(default)]
+    pub target_uuid: Option<String>,
     /// The point in time the client copy reads, while it is open: with it
     /// the slices' `after` cursors resume exactly where they stopped.
     #[serde(default)]
@@ -115,6 +120,7 @@ impl CopyProgress {
             settings_restored: false,
             lease: None,
             task: None,
+            target_uuid: None,
             pit: None,
         }
     }

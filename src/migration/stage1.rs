@@ -13,6 +13,7 @@ use super::mapping::MappingFile;
 use super::ops::{add, remove, Migrator, BULK_SETTING_KEYS};
 use super::phase::{Action, IllegalTransition, IndexState, Phase};
 use super::progress::CopyProgress;
+use super::resolve::AliasFailure;
 
 impl Migrator {
     /// Stage 1: creates the next generation from the mapping file with
@@ -58,17 +59,25 @@ impl Migrator {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        self.create_generation(&target, &mapping.create_body(name, now, &bulk))
+        let token = fresh_token();
+        let mut body = mapping.create_body(name, now, &bulk);
+        body["mappings"]["_meta"]["reindexd"]["token"] = json!(token);
+        self.create_own_generation(name, &target, &body, &token)
             .await?;
 
         let mut copy = CopyProgress::new(index_config.engine, 0, now);
         copy.saved_settings = saved;
         copy.requests_per_second = self.tuning().requests_per_second;
+        copy.target_uuid = self.es().index_uuid(&target).await?;
         let next = stored.state.start_copy(&target, copy, now)?;
         let written = match self.store().replace(&stored, next).await {
             Ok(w) => w,
             Err(e) => {
-                self.delete_quietly(&target).await;
+                if !matches!(&e, MigrationError::Cluster(c) if c.is_ambiguous()) {
+                    // The state did not move: the new generation is ours,
+                    // empty and behind no alias.
+                    self.drop_own_generation(&target, Some(&token)).await;
+                }
                 return Err(e);
             }
         };
@@ -76,14 +85,97 @@ impl Migrator {
             remove(source, &names.write_alias()),
             add(&target, &names.write_alias(), Some(true)),
         ];
-        if let Err(e) = self.es().update_aliases(&actions).await {
-            self.revert(&written, stored.state).await;
-            self.delete_quietly(&target).await;
-            return Err(e.into());
+        match self.apply_aliases(&actions).await {
+            Ok(()) => {}
+            Err(AliasFailure::NotApplied(e)) => {
+                if self.revert(&written, stored.state).await {
+                    self.drop_own_generation(&target, Some(&token)).await;
+                }
+                return Err(e.into());
+            }
+            // Neither shape: keep everything (the new generation may hold
+            // the write alias and writes); status shows the drift.
+            Err(AliasFailure::Unknown(e)) => {
+                return Err(MigrationError::AliasesUnknown {
+                    name: name.to_owned(),
+                    source: e,
+                })
+            }
         }
         self.count_alias_change(name, "write");
         info!(index = name, source = %source, target = %target, "stage 1: write alias moved to the new generation");
         Ok(written.state)
+    }
+
+    /// Creates stage 1's new generation, tagged with `token`. A lost answer
+    /// is settled by looking for the index and its token; an index of that
+    /// name made by someone else (a concurrent stage 1) is a conflict.
+    async fn create_own_generation(
+        &self,
+        name: &str,
+        target: &str,
+        body: &Value,
+        token: &str,
+    ) -> Result<(), MigrationError> {
+        let error = match self.create_generation(target, body).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_already_exists() => {
+                return Err(MigrationError::Conflict(name.to_owned()))
+            }
+            Err(MigrationError::Cluster(e)) if e.is_ambiguous() => e,
+            Err(e) => return Err(e),
+        };
+        match self.generation_token(target).await {
+            Ok(Some(found)) if found == token => {
+                warn!(index = name, generation = %target, error = %error, "the answer to creating the new generation was lost; read back: it was created");
+                Ok(())
+            }
+            Ok(Some(_)) => Err(MigrationError::Conflict(name.to_owned())),
+            _ => Err(error.into()),
+        }
+    }
+
+    /// The `_meta.reindexd.token` of a generation; `None` when it has none
+    /// or does not exist.
+    async fn generation_token(&self, index: &str) -> Result<Option<String>, MigrationError> {
+        match self.es().mapping_meta(index).await {
+            Ok(meta) => Ok(meta["reindexd"]["token"].as_str().map(str::to_owned)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a generation a refused stage 1 made — only when it is
+    /// provably unused: behind no alias, never written to, and (with a
+    /// token) made by this very request. Otherwise it is kept and logged.
+    async fn drop_own_generation(&self, index: &str, token: Option<&str>) {
+        let unused = async {
+            if !self.aliases_of(index).await?.is_empty() {
+                return Ok::<_, MigrationError>(Some("an alias points at it"));
+            }
+            if let Some(token) = token {
+                if self.generation_token(index).await?.as_deref() != Some(token) {
+                    return Ok(Some("another request made it"));
+                }
+            }
+            // A fresh index's shards report sequence numbers once started.
+            self.es()
+                .wait_for_index(index, std::time::Duration::from_secs(30))
+                .await?;
+            if self.es().max_seq_nos(index).await?.iter().any(|s| *s >= 0) {
+                return Ok(Some("it was written to"));
+            }
+            Ok(None)
+        };
+        match unused.await {
+            Ok(None) => self.delete_quietly(index).await,
+            Ok(Some(why)) => {
+                warn!(generation = %index, why, "kept the generation of a refused stage 1; delete it by hand once you have looked at it")
+            }
+            Err(e) => {
+                warn!(generation = %index, error = %e, "kept the generation of a refused stage 1: could not check that it is unused")
+            }
+        }
     }
 
     /// Stage 1 for every name, all or nothing: everything is checked
@@ -167,8 +259,18 @@ impl Migrator {
             &[remove(target, &write), add(source, &write, Some(true))],
         )
         .await?;
-        self.delete_quietly(target).await;
+        self.drop_own_generation(target, None).await;
         info!(index = %name, generation = %target, "stage 1 undone");
         Ok(())
     }
+}
+
+/// A value no other stage 1 will pick: tags the generation this request
+/// creates, so a lost answer and a concurrent request can be told apart.
+fn fresh_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }

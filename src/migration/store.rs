@@ -1,5 +1,6 @@
 //! The persisted state: one document per logical index in a hidden index,
-//! changed only by compare-and-set on `_seq_no`/`_primary_term`.
+//! changed only by compare-and-set on `_seq_no`/`_primary_term`. A write
+//! whose answer is lost is settled by reading the document back.
 
 use serde_json::json;
 
@@ -115,7 +116,35 @@ impl StateStore {
                 primary_term,
             }),
             Err(e) if e.is_conflict() => Err(MigrationError::Conflict(state.name)),
+            Err(e) if e.is_ambiguous() => self.read_back(state, condition, e).await,
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// After a write whose answer was lost: the stored document tells
+    /// whether it was applied (it equals what was sent), not applied (it is
+    /// still the one the write was conditioned on) or overtaken.
+    async fn read_back(
+        &self,
+        state: IndexState,
+        condition: WriteCondition,
+        error: EsError,
+    ) -> Result<Stored, MigrationError> {
+        let Ok(now) = self.get(&state.name).await else {
+            return Err(error.into());
+        };
+        let sent = serde_json::to_value(&state).expect("state serialises");
+        match (now, condition) {
+            (Some(now), _) if serde_json::to_value(&now.state).ok() == Some(sent) => Ok(now),
+            (None, WriteCondition::Absent) => Err(error.into()),
+            (
+                Some(now),
+                WriteCondition::At {
+                    seq_no,
+                    primary_term,
+                },
+            ) if now.seq_no == seq_no && now.primary_term == primary_term => Err(error.into()),
+            _ => Err(MigrationError::Conflict(state.name)),
         }
     }
 

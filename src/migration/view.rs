@@ -24,6 +24,9 @@ pub struct IndexView {
     pub progress: Option<ProgressView>,
     pub failures: Vec<DocFailure>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// How the aliases disagree with the phase, when they do (filled in
+    /// by callers that read the aliases; see `Migrator::drift`).
+    pub drift: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,6 +102,7 @@ impl IndexView {
             progress: None,
             failures: Vec::new(),
             updated_at: None,
+            drift: None,
         }
     }
 
@@ -135,6 +139,7 @@ impl IndexView {
                 .unwrap_or_default(),
             progress: copy.as_ref().map(|c| ProgressView::new(c, now)),
             updated_at: Some(state.updated_at),
+            drift: None,
         }
     }
 }

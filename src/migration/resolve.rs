@@ -1,0 +1,183 @@
+//! Alias changes whose answer was lost (a 5xx, a timeout, a dropped
+//! connection): the cluster is read back and the change is known to be
+//! applied, not applied, or in neither shape — never guessed. Also the
+//! drift between a state and the aliases it expects, for `status`.
+
+use super::error::MigrationError;
+use super::ops::Migrator;
+use super::phase::IndexState;
+use crate::es::{AliasAction, AliasEntry, EsError};
+
+/// What the cluster's aliases say about an `_aliases` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasOutcome {
+    /// Every action's effect holds.
+    Applied,
+    /// No action's effect holds: the aliases are as they were.
+    NotApplied,
+    /// Some hold and some do not: someone else changed them too.
+    Unknown,
+}
+
+/// Whether the effect of each action holds in `links`.
+pub fn alias_outcome(actions: &[AliasAction], links: &[AliasEntry]) -> AliasOutcome {
+    let holds = |a: &AliasAction| match a {
+        AliasAction::Add {
+            index,
+            alias,
+            is_write_index,
+        } => links.iter().any(|l| {
+            &l.index == index
+                && &l.alias == alias
+                && (is_write_index.is_none() || l.is_write_index == *is_write_index)
+        }),
+        AliasAction::Remove { index, alias, .. } => {
+            !links.iter().any(|l| &l.index == index && &l.alias == alias)
+        }
+    };
+    let held = actions.iter().filter(|a| holds(a)).count();
+    match held {
+        n if n == actions.len() => AliasOutcome::Applied,
+        0 => AliasOutcome::NotApplied,
+        _ => AliasOutcome::Unknown,
+    }
+}
+
+/// A failed `_aliases` request, settled.
+#[derive(Debug)]
+pub enum AliasFailure {
+    /// The aliases are as they were.
+    NotApplied(EsError),
+    /// Neither as they were nor as asked: the caller keeps what it has and
+    /// reports the drift.
+    Unknown(EsError),
+}
+
+impl Migrator {
+    /// Applies `actions` in one `_aliases` request. When the answer is
+    /// lost, reads the aliases back: a change that was applied is a
+    /// success.
+    pub(super) async fn apply_aliases(&self, actions: &[AliasAction]) -> Result<(), AliasFailure> {
+        let error = match self.es().update_aliases(actions).await {
+            Ok(()) => return Ok(()),
+            Err(e) if !e.is_ambiguous() => return Err(AliasFailure::NotApplied(e)),
+            Err(e) => e,
+        };
+        let pattern = alias_pattern(actions);
+        let Ok(links) = self.es().get_aliases(&pattern).await else {
+            return Err(AliasFailure::Unknown(error));
+        };
+        match alias_outcome(actions, &links) {
+            AliasOutcome::Applied => {
+                tracing::warn!(error = %error, "the answer to an alias change was lost; read back: it was applied");
+                Ok(())
+            }
+            AliasOutcome::NotApplied => Err(AliasFailure::NotApplied(error)),
+            AliasOutcome::Unknown => Err(AliasFailure::Unknown(error)),
+        }
+    }
+
+    /// How the aliases differ from what `state` expects, or `None` when
+    /// they agree (read alias on exactly the read index, write alias on
+    /// exactly the write index).
+    pub async fn drift(&self, state: &IndexState) -> Result<Option<String>, MigrationError> {
+        match self.verify_aliases(state).await {
+            Ok(()) => Ok(None),
+            Err(MigrationError::AliasConflict(_)) => {
+                let names = self.names(&state.name);
+                let (read, write) = (names.read_alias(), names.write_alias());
+                let links = self.es().get_aliases(&format!("{read},{write}")).await?;
+                let on = |alias: &str| {
+                    let v: Vec<&str> = links
+                        .iter()
+                        .filter(|l| l.alias == alias)
+                        .map(|l| l.index.as_str())
+                        .collect();
+                    if v.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        v.join(" and ")
+                    }
+                };
+                Ok(Some(format!(
+                    "{} is {}: it expects {read} on {} and {write} on {}, but {read} is on {} and {write} on {}; \
+                     `reindexd rollback {}` (or `reindexd repair {}`) puts them right",
+                    state.name,
+                    state.phase.name(),
+                    state.phase.read_index(),
+                    state.phase.write_index(),
+                    on(&read),
+                    on(&write),
+                    state.name,
+                    state.name,
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The aliases an action list touches, as a comma list.
+fn alias_pattern(actions: &[AliasAction]) -> String {
+    let mut names: Vec<&str> = actions
+        .iter()
+        .map(|a| match a {
+            AliasAction::Add { alias, .. } | AliasAction::Remove { alias, .. } => alias.as_str(),
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(alias: &str, index: &str, write: Option<bool>) -> AliasEntry {
+        AliasEntry {
+            alias: alias.into(),
+            index: index.into(),
+            is_write_index: write,
+        }
+    }
+
+    fn stage1() -> Vec<AliasAction> {
+        vec![
+            AliasAction::Remove {
+                index: "a".into(),
+                alias: "w".into(),
+                must_exist: Some(true),
+            },
+            AliasAction::Add {
+                index: "b".into(),
+                alias: "w".into(),
+                is_write_index: Some(true),
+            },
+        ]
+    }
+
+    #[test]
+    fn the_aliases_tell_applied_from_not_applied() {
+        let before = [link("r", "a", None), link("w", "a", Some(true))];
+        let after = [link("r", "a", None), link("w", "b", Some(true))];
+        assert_eq!(alias_outcome(&stage1(), &before), AliasOutcome::NotApplied);
+        assert_eq!(alias_outcome(&stage1(), &after), AliasOutcome::Applied);
+    }
+
+    #[test]
+    fn anything_else_is_unknown() {
+        let both = [link("w", "a", Some(false)), link("w", "b", Some(true))];
+        assert_eq!(alias_outcome(&stage1(), &both), AliasOutcome::Unknown);
+        let none: [AliasEntry; 0] = [];
+        assert_eq!(alias_outcome(&stage1(), &none), AliasOutcome::Unknown);
+        // The add holds but not as the write index.
+        let plain = [link("w", "b", None)];
+        assert_eq!(alias_outcome(&stage1(), &plain), AliasOutcome::Unknown);
+    }
+
+    #[test]
+    fn the_pattern_names_each_alias_once() {
+        assert_eq!(alias_pattern(&stage1()), "w");
+    }
+}
