@@ -6,7 +6,8 @@
 //! # Layout
 //!
 //! - [`secret`]: a string type that never prints its value.
-//! - [`config`]: TOML file, environment and flags into a checked `Config`.
+//! - [`config`]: TOML file, environment and flags into a checked `Config`,
+//!   every duration, size and count within its limits.
 //! - [`es`]: the only code that speaks HTTP to the cluster.
 //! - [`migration`]: lifecycle state machine, persisted state, alias moves.
 //! - [`copy`]: the document copy pipeline, its checkpoints and controls.

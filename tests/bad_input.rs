@@ -2,12 +2,16 @@
 //! node: unknown names, broken or rejected mapping files, aliases someone
 //! changed by hand. Each is refused with a stable code, and the cluster is
 //! left exactly as it was: same indexes, same aliases, same stored phase.
+//! And bad input about *how*: configuration values that would break a copy
+//! later are refused by `check-config` and at daemon start, naming the key.
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
-use common::{code, Daemon, Env};
+use common::binary::{reindexd, Run};
+use common::{code, es_url, serve_command, Daemon, Env, MAPPING_V1};
 use reindexd::es::AliasAction;
 
 /// `init` over the API; returns the first generation.
@@ -316,4 +320,94 @@ async fn init_is_refused_when_the_aliases_exist_without_state() {
     );
     daemon.stop().await;
     env.cleanup().await;
+}
+
+/// A config for one index `kb` in `dir`, with `timeout` in
+/// `[elasticsearch]` and `copy` in `[copy]`; returns its path.
+fn config_file(dir: &Path, timeout: &str, copy: &str) -> String {
+    std::fs::create_dir_all(dir.join("mappings")).unwrap();
+    std::fs::write(dir.join("mappings/kb.json"), MAPPING_V1).unwrap();
+    let url = es_url();
+    let toml = format!("[elasticsearch]\nurl = \"{url}\"\ntimeout = \"{timeout}\"\n[copy]\n{copy}\n[[indexes]]\nname = \"kb\"\nmapping = \"mappings/kb.json\"\n");
+    let path = dir.join("reindexd.toml");
+    std::fs::write(&path, toml).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn configuration_footguns_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let normal = "checkpoint_interval = \"5s\"\nscroll_keep_alive = \"5m\"\ngc_deletes = \"48h\"";
+    let run = reindexd(&[
+        "--config",
+        &config_file(dir.path(), "30s", normal),
+        "check-config",
+    ])
+    .await;
+    let effective = run.ok().json();
+    assert_eq!(effective["copy"]["checkpoint_interval"], "5s", "{run:#?}");
+    assert_eq!(effective["copy"]["gc_deletes"], "2days", "{run:#?}");
+
+    for (timeout, copy, key) in [
+        (
+            "30s",
+            "checkpoint_interval = \"0s\"",
+            "copy.checkpoint_interval",
+        ),
+        ("0s", "", "elasticsearch.timeout"),
+        ("30s", "gc_deletes = \"1s\"", "copy.gc_deletes"),
+        (
+            "30s",
+            "scroll_keep_alive = \"1ms\"",
+            "copy.scroll_keep_alive",
+        ),
+        ("5m", "scroll_keep_alive = \"3m\"", "copy.scroll_keep_alive"),
+        ("30s", "slices = 100000", "copy.slices"),
+        (
+            "30s",
+            "requests_per_second = -1.0",
+            "copy.requests_per_second",
+        ),
+        ("30s", "page_size = 0", "copy.page_size"),
+    ] {
+        let config = config_file(dir.path(), timeout, copy);
+        reindexd(&["--config", &config, "check-config"])
+            .await
+            .fails_with(&format!("config: {key}: expected"));
+    }
+
+    // Every problem at once, one line each; and `serve` refuses the same
+    // file before it listens or touches the cluster.
+    let config = config_file(
+        dir.path(),
+        "0s",
+        "checkpoint_interval = \"0s\"\ngc_deletes = \"1s\"",
+    );
+    let check = reindexd(&["--config", &config, "check-config"]).await;
+    let mut serve = serve_command(Path::new(&config), "127.0.0.1:0");
+    serve.stderr(std::process::Stdio::piped());
+    let served = tokio::time::timeout(Duration::from_secs(60), serve.output())
+        .await
+        .expect("serve refuses a bad config at once")
+        .unwrap();
+    let serve = Run {
+        code: served.status.code(),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&served.stderr).into_owned(),
+    };
+    for run in [check, serve] {
+        assert!(run.code.is_some_and(|c| c != 0), "{run:#?}");
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        assert_eq!(lines.len(), 3, "{run:#?}");
+        for (line, key) in lines.iter().zip([
+            "elasticsearch.timeout",
+            "copy.checkpoint_interval",
+            "copy.gc_deletes",
+        ]) {
+            assert!(
+                line.contains(&format!("config: {key}: expected")),
+                "{run:#?}"
+            );
+        }
+    }
 }

@@ -2,11 +2,13 @@
 //! variables, under command-line flags.
 //!
 //! Loading is two steps: [`raw`] is the serde shape of what was written;
-//! [`validate`] turns it into a checked [`Config`] without I/O. Files the
+//! [`validate`] turns it into a checked [`Config`] without I/O, holding
+//! every duration, size and count to its range in [`bounds`]. Files the
 //! config names (secrets, CA) are read afterwards, when they are needed, by
 //! [`Config::connect_options`] and [`SecretSource::read`]. This module never
 //! talks to the cluster. [`reload`] says what a SIGHUP may change live.
 
+pub mod bounds;
 mod raw;
 mod reload;
 mod validate;

@@ -26,6 +26,13 @@ impl Control {
     }
 }
 
+/// The longest time one batch may book. The configuration refuses rates
+/// under one document a second, but the API and CLI throttle take any
+/// positive rate, and at a vanishing one a batch's share of time does not
+/// fit a `Duration`: the copy then waits this long (in effect paused, until
+/// the next throttle) instead of panicking.
+const MAX_SHARE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Spaces out batches so that documents sent stay at or under the rate:
 /// before sending `n` documents, wait until the previous ones' share of
 /// time has passed.
@@ -49,7 +56,9 @@ impl Pacer {
             return Duration::ZERO;
         };
         let start = self.next_free.max(now);
-        self.next_free = start + Duration::from_secs_f64(docs as f64 / rate);
+        let share =
+            Duration::try_from_secs_f64(docs as f64 / rate).map_or(MAX_SHARE, |d| d.min(MAX_SHARE));
+        self.next_free = start + share;
         start - now
     }
 }
@@ -98,6 +107,17 @@ mod tests {
             Duration::ZERO
         );
         assert_eq!(pacer.reserve(10, rate, Instant::now()), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vanishing_rate_waits_long_but_never_panics() {
+        let mut pacer = Pacer::new();
+        let now = Instant::now();
+        for rate in [1e-300, f64::MIN_POSITIVE, 1e-9] {
+            pacer.reserve(1_000_000, Some(rate), now);
+            assert_eq!(pacer.reserve(1, Some(rate), now), MAX_SHARE);
+            pacer.reserve(1, None, now);
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::reader::ReadSpec;
 use super::stats::CopyStats;
 use super::telemetry::IndexTelemetry;
 use super::writer::RetryPolicy;
-use crate::config::CopyEngine;
+use crate::config::{bounds, CopyEngine};
 use crate::migration::{
     Action, CopyProgress, IndexState, Lease, MigrationError, Migrator, Phase, Stored,
 };
@@ -174,7 +174,7 @@ pub async fn run_once(
             min_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(30),
             max_retries: config.max_retries,
-            request_timeout: Duration::from_secs(120).max(migrator.config().cluster.timeout),
+            request_timeout: bounds::bulk_timeout(migrator.config().cluster.timeout),
         },
         config: config.clone(),
     };
@@ -187,7 +187,12 @@ pub async fn run_once(
         run_cancel.clone(),
     );
     let checkpoints = async {
-        let mut tick = tokio::time::interval(config.checkpoint_interval);
+        // Validation refuses a shorter interval; a `Config` built in code
+        // must not make `interval` panic on zero either.
+        let every = config
+            .checkpoint_interval
+            .max(bounds::CHECKPOINT_INTERVAL.min);
+        let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tick.tick().await;
@@ -266,7 +271,9 @@ pub async fn run_once(
 /// How long a copy's claim holds without renewal: three checkpoints, so a
 /// dead owner is replaced quickly and a slow checkpoint is not.
 pub(super) fn lease_duration(checkpoint_interval: Duration) -> Duration {
-    (checkpoint_interval * 3).max(Duration::from_secs(3))
+    checkpoint_interval
+        .saturating_mul(3)
+        .max(Duration::from_secs(3))
 }
 
 /// The `Copying` state of `name`, if this process may run it.
@@ -322,10 +329,16 @@ async fn claim(
 }
 
 fn lease(owner: &str, lease_for: Duration) -> Lease {
+    let now = Utc::now();
+    // `DateTime + TimeDelta` panics past the calendar's end; a lease that
+    // long never expires, which is what the caller asked for.
+    let expires_at = chrono::Duration::from_std(lease_for)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
     Lease {
         owner: owner.to_owned(),
-        expires_at: Utc::now()
-            + chrono::Duration::from_std(lease_for).unwrap_or(chrono::TimeDelta::MAX),
+        expires_at,
     }
 }
 

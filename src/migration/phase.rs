@@ -357,8 +357,12 @@ impl IndexState {
                 flipped_at,
                 ..
             } => {
-                let due = *flipped_at
-                    + chrono::Duration::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+                // Checked: `DateTime + TimeDelta` panics past the calendar's
+                // end, and a retention that long means "not yet".
+                let due = chrono::Duration::from_std(retention)
+                    .ok()
+                    .and_then(|d| flipped_at.checked_add_signed(d))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
                 if now < due {
                     let left = (due - now).to_std().unwrap_or_default();
                     return Err(self.illegal(
@@ -463,6 +467,8 @@ mod tests {
             .cleanup(Duration::from_secs(3600), t(4))
             .unwrap_err();
         assert!(err.to_string().contains("retention keeps a for"), "{err}");
+        // A retention past the calendar's end is "not yet", not a panic.
+        assert!(flipped.cleanup(Duration::MAX, t(4)).is_err());
         let (live_b, doomed) = flipped
             .cleanup(Duration::from_secs(3600), t(3 + 3600))
             .unwrap();

@@ -1,5 +1,6 @@
 //! Shared ground of the integration tests: how to reach the real test
-//! cluster and how to make index names no other test uses.
+//! cluster, how to make index names no other test uses, and ([`binary`])
+//! how to run the `reindexd` binary and read its answer.
 //!
 //! The cluster comes from `scripts/test-cluster start`. Its URL is read from
 //! `REINDEXD_TEST_ES_URL` (default `http://127.0.0.1:$REINDEXD_TEST_ES_PORT`,
@@ -8,6 +9,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod app;
+pub mod binary;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
