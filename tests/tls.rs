@@ -1,7 +1,7 @@
 //! TLS with a custom CA, basic auth and API keys, for real: Debian's nginx
 //! terminates TLS in front of the test node with certificates from a
 //! throwaway CA and authenticates like a secured cluster would (basic auth
-//! on one port, an API key on another; see `common::TlsProxy`). Good
+//! on one port, an API key on another; see `common::tls::TlsProxy`). Good
 //! settings work; a wrong CA, a wrong password, a wrong API key or plain
 //! HTTP each fail with a one-line reason and leave the node untouched
 //! (checked over plain HTTP on the node's own port). No secret ever shows
@@ -15,7 +15,8 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{es_url, free_port, Env, TlsProxy, TLS_USER as USER};
+use common::tls::{TlsProxy, TLS_USER as USER};
+use common::{es_url, free_port, Env};
 use reindexd::es::{Auth, ConnectOptions, EsClient};
 use reindexd::secret::Secret;
 
