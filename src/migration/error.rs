@@ -38,6 +38,11 @@ pub enum MigrationError {
         /// Why the deletes are unknown, when they are.
         detail: Option<String>,
     },
+    /// A state write whose answer was lost, and the state could not be
+    /// read back either.
+    #[error("{name}: the cluster did not answer a state change ({source}) and the state could not be read back; \
+             look at `reindexd status {name}` once the cluster answers")]
+    StateUnknown { name: String, source: EsError },
     /// An alias change whose answer was lost left the aliases in neither
     /// the old nor the new shape.
     #[error("{name}: the cluster did not answer an alias change ({source}) and the aliases are now in neither the old nor the new shape; \

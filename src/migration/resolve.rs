@@ -19,8 +19,13 @@ pub enum AliasOutcome {
     Unknown,
 }
 
-/// Whether the effect of each action holds in `links`.
-pub fn alias_outcome(actions: &[AliasAction], links: &[AliasEntry]) -> AliasOutcome {
+/// Whether the effect of each action holds in `links` (read after the
+/// request), or the links are still `before` (read before it).
+pub fn alias_outcome(
+    actions: &[AliasAction],
+    before: &[AliasEntry],
+    links: &[AliasEntry],
+) -> AliasOutcome {
     let holds = |a: &AliasAction| match a {
         AliasAction::Add {
             index,
@@ -35,11 +40,12 @@ pub fn alias_outcome(actions: &[AliasAction], links: &[AliasEntry]) -> AliasOutc
             !links.iter().any(|l| &l.index == index && &l.alias == alias)
         }
     };
-    let held = actions.iter().filter(|a| holds(a)).count();
-    match held {
-        n if n == actions.len() => AliasOutcome::Applied,
-        0 => AliasOutcome::NotApplied,
-        _ => AliasOutcome::Unknown,
+    if actions.iter().all(holds) {
+        AliasOutcome::Applied
+    } else if links == before {
+        AliasOutcome::NotApplied
+    } else {
+        AliasOutcome::Unknown
     }
 }
 
@@ -56,18 +62,22 @@ pub enum AliasFailure {
 impl Migrator {
     /// Applies `actions` in one `_aliases` request. When the answer is
     /// lost, reads the aliases back: a change that was applied is a
-    /// success.
+    /// success; aliases as they were before the request mean it was not.
     pub(super) async fn apply_aliases(&self, actions: &[AliasAction]) -> Result<(), AliasFailure> {
+        let pattern = alias_pattern(actions);
+        let before = match self.es().get_aliases(&pattern).await {
+            Ok(links) => links,
+            Err(e) => return Err(AliasFailure::NotApplied(e)),
+        };
         let error = match self.es().update_aliases(actions).await {
             Ok(()) => return Ok(()),
             Err(e) if !e.is_ambiguous() => return Err(AliasFailure::NotApplied(e)),
             Err(e) => e,
         };
-        let pattern = alias_pattern(actions);
         let Ok(links) = self.es().get_aliases(&pattern).await else {
             return Err(AliasFailure::Unknown(error));
         };
-        match alias_outcome(actions, &links) {
+        match alias_outcome(actions, &before, &links) {
             AliasOutcome::Applied => {
                 tracing::warn!(error = %error, "the answer to an alias change was lost; read back: it was applied");
                 Ok(())
@@ -161,19 +171,44 @@ mod tests {
     fn the_aliases_tell_applied_from_not_applied() {
         let before = [link("r", "a", None), link("w", "a", Some(true))];
         let after = [link("r", "a", None), link("w", "b", Some(true))];
-        assert_eq!(alias_outcome(&stage1(), &before), AliasOutcome::NotApplied);
-        assert_eq!(alias_outcome(&stage1(), &after), AliasOutcome::Applied);
+        assert_eq!(alias_outcome(&stage1(), &before, &before), AliasOutcome::NotApplied);
+        assert_eq!(alias_outcome(&stage1(), &before, &after), AliasOutcome::Applied);
+    }
+
+    #[test]
+    fn an_action_that_held_before_does_not_make_it_unknown() {
+        // Rollback from ready: the read alias is already on the old index.
+        let rollback = vec![
+            AliasAction::Remove {
+                index: "b".into(),
+                alias: "w".into(),
+                must_exist: Some(true),
+            },
+            AliasAction::Add {
+                index: "a".into(),
+                alias: "r".into(),
+                is_write_index: None,
+            },
+            AliasAction::Add {
+                index: "a".into(),
+                alias: "w".into(),
+                is_write_index: Some(true),
+            },
+        ];
+        let before = [link("r", "a", None), link("w", "b", Some(true))];
+        assert_eq!(alias_outcome(&rollback, &before, &before), AliasOutcome::NotApplied);
     }
 
     #[test]
     fn anything_else_is_unknown() {
+        let before = [link("r", "a", None), link("w", "a", Some(true))];
         let both = [link("w", "a", Some(false)), link("w", "b", Some(true))];
-        assert_eq!(alias_outcome(&stage1(), &both), AliasOutcome::Unknown);
+        assert_eq!(alias_outcome(&stage1(), &before, &both), AliasOutcome::Unknown);
         let none: [AliasEntry; 0] = [];
-        assert_eq!(alias_outcome(&stage1(), &none), AliasOutcome::Unknown);
+        assert_eq!(alias_outcome(&stage1(), &before, &none), AliasOutcome::Unknown);
         // The add holds but not as the write index.
         let plain = [link("w", "b", None)];
-        assert_eq!(alias_outcome(&stage1(), &plain), AliasOutcome::Unknown);
+        assert_eq!(alias_outcome(&stage1(), &before, &plain), AliasOutcome::Unknown);
     }
 
     #[test]

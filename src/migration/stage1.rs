@@ -73,7 +73,7 @@ impl Migrator {
         let written = match self.store().replace(&stored, next).await {
             Ok(w) => w,
             Err(e) => {
-                if !matches!(&e, MigrationError::Cluster(c) if c.is_ambiguous()) {
+                if !matches!(e, MigrationError::StateUnknown { .. }) {
                     // The state did not move: the new generation is ours,
                     // empty and behind no alias.
                     self.drop_own_generation(&target, Some(&token)).await;

@@ -131,7 +131,10 @@ impl StateStore {
         error: EsError,
     ) -> Result<Stored, MigrationError> {
         let Ok(now) = self.get(&state.name).await else {
-            return Err(error.into());
+            return Err(MigrationError::StateUnknown {
+                name: state.name,
+                source: error,
+            });
         };
         let sent = serde_json::to_value(&state).expect("state serialises");
         match (now, condition) {

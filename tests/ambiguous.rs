@@ -1,0 +1,215 @@
+//! Lost answers on every mutating call of stage 1, flip and rollback, from
+//! the fault proxy in front of the real node, with an application writing
+//! through the aliases: the answer lost after the change applied (a 500,
+//! a dropped connection, a hang), and the refusal before it. Each ends with
+//! the state and the aliases agreeing (no drift), the write alias on an
+//! index holding every acknowledged write and no deleted document, and no
+//! index that carries an alias deleted.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::app::App;
+use common::proxy::{Fault, FaultProxy, Match, Rule};
+use common::{Env, MAPPING_V2};
+use reindexd::copy::{drive, CopyHandle};
+use reindexd::es::{ConnectOptions, EsClient};
+use reindexd::migration::{Migrator, WritesPolicy};
+use reqwest::Method;
+
+const INITIAL: u64 = 300;
+
+/// The faults, and whether the cluster applied the call.
+fn faults() -> Vec<(Fault, bool)> {
+    vec![
+        (Fault::ForwardThenRespond(500), true),
+        (Fault::DropMidAnswer, true),
+        (Fault::ForwardThenHang, true),
+        (Fault::RespondWithoutForwarding(500), false),
+    ]
+}
+
+/// A test's world: the env reaches the node through the proxy, the
+/// migrator gives up on a call after 3 s, `direct` bypasses the proxy.
+struct World {
+    env: Env,
+    proxy: FaultProxy,
+    migrator: Migrator,
+    direct: EsClient,
+}
+
+impl World {
+    async fn new(label: &str) -> World {
+        let proxy = FaultProxy::start(&common::es_url());
+        let env = Env::on_node(proxy.url(), label, &["kb"], "").await;
+        let mut options = ConnectOptions::new(proxy.url().parse().unwrap());
+        options.request_timeout = Duration::from_secs(3);
+        let migrator = Migrator::new(EsClient::connect(&options).unwrap(), env.config.clone());
+        let (direct, _) = common::client().await;
+        env.migrator.init("kb").await.unwrap();
+        env.load_docs("kb", INITIAL).await;
+        env.set_mapping("kb", MAPPING_V2);
+        World {
+            env,
+            proxy,
+            migrator,
+            direct,
+        }
+    }
+
+    /// Runs the copy of a `copying` index to its end.
+    async fn finish_copy(&self) {
+        let state = self.migrator.load("kb").await.unwrap().state;
+        if state.phase.name() == "copying" {
+            let handle = CopyHandle::detached("kb");
+            let state = drive(&self.migrator, "kb", "ambiguous-test", &handle)
+                .await
+                .unwrap();
+            assert_eq!(state.phase.name(), "ready", "{:?}", state.phase);
+        }
+    }
+
+    /// State and aliases agree, and the write alias's index holds what the
+    /// application expects.
+    async fn assert_consistent(&self, app: &App, what: &str) {
+        let state = self.migrator.load("kb").await.unwrap().state;
+        let drift = self.migrator.drift(&state).await.unwrap();
+        assert_eq!(drift, None, "{what}: drift");
+        let (_, write) = self.env.aliases("kb").await;
+        assert_eq!(write, vec![state.phase.write_index().to_owned()], "{what}");
+        app.assert_matches(&self.direct, &write[0]).await;
+    }
+
+    async fn stop(self) {
+        common::cleanup(&self.direct, &self.env.prefix).await;
+        self.proxy.stop().await;
+    }
+}
+
+/// The application writes `ops` operations in the background.
+fn writer(direct: &EsClient, mut app: App, ops: u64) -> tokio::task::JoinHandle<App> {
+    let es = direct.clone();
+    tokio::spawn(async move {
+        app.run(&es, ops).await;
+        app
+    })
+}
+
+fn state_write(env: &Env) -> Match {
+    Match::new(Method::PUT, &format!("/{}state/_doc/kb", env.prefix))
+}
+
+fn aliases() -> Match {
+    Match::path(Method::POST, "/_aliases")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stage_1_settles_every_lost_answer() {
+    let w = World::new("amb1").await;
+    let mut app = App::new(&w.env.write_alias("kb"), INITIAL, 0xa11_0001);
+    let create = || Match::new(Method::PUT, &format!("/{}kb_", w.env.prefix));
+    let mut calls = vec![("create", &create as &dyn Fn() -> Match)];
+    let state = || state_write(&w.env);
+    calls.push(("state", &state));
+    calls.push(("aliases", &aliases));
+    for (call, on) in calls {
+        for (fault, applied) in faults() {
+            let what = format!("stage 1, {call}, {fault:?}");
+            let before = w.env.snapshot(&["kb"]).await;
+            let rule = w.proxy.inject(Rule::new(on(), fault));
+            let running = writer(&w.direct, app, 40);
+            let result = w.migrator.reindex("kb").await;
+            app = running.await.unwrap();
+            assert_eq!(rule.fired(), 1, "{what}: the fault fired");
+            if applied {
+                let state = result.unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(state.phase.name(), "copying", "{what}");
+                w.finish_copy().await;
+                w.assert_consistent(&app, &what).await;
+                // Back to live for the next round; the writes go along.
+                w.migrator.rollback("kb", WritesPolicy::Replay).await.unwrap();
+            } else {
+                result.expect_err(&what);
+                assert_eq!(w.env.snapshot(&["kb"]).await, before, "{what}: nothing changed");
+            }
+            w.assert_consistent(&app, &what).await;
+        }
+    }
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flip_and_rollback_settle_every_lost_answer() {
+    let w = World::new("amb2").await;
+    let mut app = App::new(&w.env.write_alias("kb"), INITIAL, 0xa11_0002);
+    let state = || state_write(&w.env);
+    for (call, on) in [("state", &state as &dyn Fn() -> Match), ("aliases", &aliases)] {
+        for (fault, applied) in faults() {
+            let running = writer(&w.direct, app, 30);
+            w.migrator.reindex("kb").await.unwrap();
+            w.finish_copy().await;
+            app = running.await.unwrap();
+
+            let what = format!("flip, {call}, {fault:?}");
+            let rule = w.proxy.inject(Rule::new(on(), fault));
+            let result = w.migrator.flip("kb").await;
+            assert_eq!(rule.fired(), 1, "{what}: the fault fired");
+            let phase = w.migrator.load("kb").await.unwrap().state.phase.name();
+            assert_eq!(result.is_ok(), applied, "{what}: {result:?}");
+            assert_eq!(phase, if applied { "flipped" } else { "ready" }, "{what}");
+            w.assert_consistent(&app, &what).await;
+
+            app = writer(&w.direct, app, 30).await.unwrap();
+            let what = format!("rollback --replay, {call}, {fault:?}");
+            let rule = w.proxy.inject(Rule::new(on(), fault));
+            let result = w.migrator.rollback("kb", WritesPolicy::Replay).await;
+            assert_eq!(rule.fired(), 1, "{what}: the fault fired");
+            assert_eq!(result.is_ok(), applied, "{what}: {result:?}");
+            w.assert_consistent(&app, &what).await;
+            if !applied {
+                w.migrator.rollback("kb", WritesPolicy::Replay).await.unwrap();
+                w.assert_consistent(&app, &what).await;
+            }
+            assert_eq!(w.migrator.load("kb").await.unwrap().state.phase.name(), "live");
+        }
+    }
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_deleted_during_the_copy_fails_it_with_the_reason() {
+    let env = Env::new("gone", &["kb"], "[copy]\ncheckpoint_interval = \"1s\"\npage_size = 100").await;
+    let m = &env.migrator;
+    m.init("kb").await.unwrap();
+    env.load_docs("kb", 2_000).await;
+    env.set_mapping("kb", MAPPING_V2);
+    let target = m.reindex("kb").await.unwrap().phase.write_index().to_owned();
+    m.update_copy("kb", reindexd::migration::Action::Throttle, |c| {
+        c.requests_per_second = Some(300.0)
+    })
+    .await
+    .unwrap();
+    let handle = Arc::new(CopyHandle::detached("kb"));
+    let copy = {
+        let (m, handle) = (m.clone(), handle.clone());
+        tokio::spawn(async move { drive(&m, "kb", "gone-test", &handle).await })
+    };
+    common::eventually("some documents copied", Duration::from_secs(30), || async {
+        let _ = env.es.refresh(&target).await;
+        env.es.count(&target).await.is_ok_and(|n| n > 0)
+    })
+    .await;
+    env.es.delete_index(&target).await.unwrap();
+    let state = copy.await.unwrap().unwrap();
+    assert_eq!(state.phase.name(), "failed", "{:?}", state.phase);
+    let reindexd::migration::Phase::Failed { reason, .. } = &state.phase else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains(&target) && (reason.contains("deleted") || reason.contains("replaced")),
+        "{reason}"
+    );
+    env.cleanup().await;
+}
