@@ -48,6 +48,13 @@ pub enum MigrationError {
     #[error("{name}: the cluster did not answer an alias change ({source}) and the aliases are now in neither the old nor the new shape; \
              `reindexd status {name}` shows the drift and `reindexd rollback {name}` puts them right")]
     AliasesUnknown { name: String, source: EsError },
+    /// Cleanup could not delete a generation; it stays listed.
+    #[error("{name}: cleanup could not delete {index} ({source}); it stays listed as abandoned, run cleanup again")]
+    CleanupIncomplete {
+        name: String,
+        index: String,
+        source: EsError,
+    },
     /// Replaying the application's writes into the old generation failed;
     /// the aliases did not move.
     #[error("rollback replay failed, the aliases did not move: {0}")]

@@ -167,15 +167,45 @@ impl Migrator {
                 .into());
             }
         }
+        // The state first: from here on no rollback can point an alias
+        // at a doomed generation.
         let written = self.store.replace(&stored, next).await?;
+        let mut left = Vec::new();
         for index in &doomed {
-            match self.es.delete_index(index).await {
+            match self.delete_settled(index).await {
                 Ok(()) => info!(index = name, generation = %index, "deleted"),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => left.push((index.clone(), e)),
             }
         }
-        Ok((written.state, doomed))
+        if left.is_empty() {
+            return Ok((written.state, doomed));
+        }
+        // Keep what is still there on the list, for the next cleanup.
+        let keep: Vec<String> = left.iter().map(|(i, _)| i.clone()).collect();
+        let mut state = written.state.clone();
+        state.abandoned.extend(keep.iter().cloned());
+        if let Err(e) = self.store.replace(&written, state).await {
+            warn!(index = name, error = %e, generations = ?keep, "could not list the generations cleanup left; delete them by hand");
+        }
+        let (index, source) = left.remove(0);
+        Err(MigrationError::CleanupIncomplete {
+            name: name.to_owned(),
+            index,
+            source,
+        })
+    }
+
+    /// Deletes an index; a lost answer is settled by looking for it.
+    async fn delete_settled(&self, index: &str) -> Result<(), EsError> {
+        match self.es.delete_index(index).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) if e.is_ambiguous() => match self.es.index_exists(index).await {
+                Ok(false) => Ok(()),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Ends a copy run by `owner`: refreshes the target, restores its
