@@ -8,7 +8,8 @@
 //! migrations, aliases' meaning or state.
 //!
 //! Submodules add calls to [`EsClient`] by area: `indices`, `aliases`,
-//! `bulk`, `search` (sliced scroll, point in time) and `tasks`.
+//! `bulk`, `search` (sliced scroll, point in time), `tasks` and `inspect`
+//! (an index's whole definition, name resolution, templates).
 
 mod aliases;
 mod bulk;
@@ -16,14 +17,19 @@ mod docs;
 mod error;
 mod indices;
 mod info;
+mod inspect;
 mod search;
 mod tasks;
 
-pub use aliases::{AliasAction, AliasEntry};
+pub use aliases::{AliasAction, AliasDefinition, AliasEntry};
 pub use bulk::{BulkItem, BulkResponse};
 pub use docs::{VersionedDoc, WriteCondition};
 pub use error::EsError;
 pub use info::{Engine, ServerInfo, Version};
+pub(crate) use inspect::flat_settings;
+pub use inspect::{
+    IndexDefinition, IndexTemplate, IsmTemplate, LegacyTemplate, Resolved, SimulatedIndex,
+};
 pub use search::{Hit, Page, PitId, Slice};
 pub use tasks::TaskStatus;
 

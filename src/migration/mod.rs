@@ -2,7 +2,9 @@
 //! state, and the operations that move aliases.
 //!
 //! `phase` is pure (transitions as functions); `store` persists state with
-//! compare-and-set; `ops` combines both with alias changes on the cluster.
+//! compare-and-set; `ops` combines both with alias changes on the cluster;
+//! `preflight` reads what stage 1 would silently change or lose and
+//! refuses it before anything changes.
 //! This module never copies documents (that is `copy`) and never serves
 //! HTTP.
 
@@ -13,6 +15,7 @@ mod mapping;
 mod names;
 mod ops;
 mod phase;
+mod preflight;
 mod progress;
 mod stage1;
 mod store;
@@ -24,6 +27,7 @@ pub use mapping::{MappingError, MappingFile};
 pub use names::Names;
 pub use ops::{AliasChangeLabels, Migrator, BULK_SETTING_KEYS};
 pub use phase::{Action, IllegalTransition, IndexState, Phase};
+pub use preflight::{Finding, Level, PreflightRefusal};
 pub use progress::{CopyProgress, DocFailure, Lease, SliceCheckpoint, MAX_RECORDED_FAILURES};
 pub use store::{StateStore, Stored};
 pub use view::{IndexView, ProgressView};
