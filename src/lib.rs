@@ -9,7 +9,8 @@
 //! - [`config`]: TOML file, environment and flags into a checked `Config`,
 //!   every duration, size and count within its limits.
 //! - [`es`]: the only code that speaks HTTP to the cluster.
-//! - [`migration`]: lifecycle state machine, persisted state, alias moves.
+//! - [`migration`]: lifecycle state machine, persisted state, preflight,
+//!   alias moves.
 //! - [`copy`]: the document copy pipeline, its checkpoints and controls.
 //! - [`metrics`]: Prometheus metrics from copy counters and stored state.
 //! - [`api`]: the HTTP API (axum) over `migration` and `copy`.

@@ -43,6 +43,8 @@ impl From<MigrationError> for ApiError {
             M::IllegalTransition(_) => (StatusCode::CONFLICT, "illegal_transition"),
             M::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             M::AliasConflict(_) => (StatusCode::CONFLICT, "alias_conflict"),
+            // The cluster around the index, not the request, is the problem.
+            M::Preflight(refusal) => (StatusCode::CONFLICT, refusal.code()),
             M::Mapping(_) => (StatusCode::BAD_REQUEST, "invalid_mapping"),
             M::MappingRejected { .. } => (StatusCode::BAD_REQUEST, "mapping_rejected"),
             M::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_value"),
@@ -68,6 +70,30 @@ impl IntoResponse for ApiError {
 mod tests {
     use super::*;
     use crate::es::EsError;
+    use crate::migration::{Finding, Level, PreflightRefusal};
+
+    #[test]
+    fn a_preflight_refusal_is_409_with_the_first_refusals_code() {
+        let finding = |code| Finding {
+            level: Level::Refuse,
+            code,
+            message: "m".into(),
+        };
+        let refusal = PreflightRefusal {
+            index: "kb".into(),
+            findings: vec![finding("extra_write_alias"), finding("template_conflict")],
+        };
+        let api = ApiError::from(MigrationError::Preflight(refusal));
+        assert_eq!(
+            (api.status, api.code),
+            (StatusCode::CONFLICT, "extra_write_alias")
+        );
+        assert!(
+            api.message.contains("[template_conflict] m"),
+            "{}",
+            api.message
+        );
+    }
 
     #[test]
     fn unreachable_cluster_is_503_whatever_the_operation() {

@@ -318,6 +318,9 @@ async fn plan(migrator: &Migrator, json: bool) -> CliResult {
             "{:<16} {:<12} {:<14} {}",
             e.name, e.phase, e.action, e.detail
         );
+        for f in &e.findings {
+            println!("  {} {}: {}", f.level, f.code, f.message);
+        }
     }
     Ok(())
 }

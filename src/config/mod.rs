@@ -167,6 +167,10 @@ pub struct IndexConfig {
     pub name: String,
     pub mapping: PathBuf,
     pub engine: CopyEngine,
+    /// Fields missing from the source's `_source` (its `includes` or
+    /// `excludes`) that the operator accepts to lose in the copy; preflight
+    /// refuses stage 1 while any lost field is not listed here.
+    pub accept_lost_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

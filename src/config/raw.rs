@@ -89,4 +89,6 @@ pub struct RawIndex {
     pub mapping: Option<String>,
     /// `client` (reindexd copies) or `server` (the cluster's `_reindex`).
     pub engine: Option<String>,
+    /// Fields the source's `_source` filtering loses, accepted as lost.
+    pub accept_lost_fields: Option<Vec<String>>,
 }

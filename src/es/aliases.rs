@@ -1,4 +1,5 @@
-//! Alias calls: read who points where, and apply an atomic action list.
+//! Alias calls: read who points where (briefly, or with each link's full
+//! definition), and apply an atomic action list.
 
 use elasticsearch::http::Method;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,51 @@ pub struct AliasEntry {
     pub index: String,
     /// `Some(true)` when the link is the alias's write index.
     pub is_write_index: Option<bool>,
+}
+
+/// One alias → index link with everything an `_aliases` `add` action can
+/// carry, so that it can be recreated on another index without losing its
+/// filter, routing or flags. Serialises as the body of such an `add`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AliasDefinition {
+    pub alias: String,
+    pub index: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_routing: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_routing: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_write_index: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_hidden: Option<bool>,
+}
+
+impl AliasDefinition {
+    /// From one entry of an index's `aliases` object as the cluster
+    /// reports it (`GET /{index}`, `GET /{index}/_alias`).
+    pub(crate) fn from_props(alias: &str, index: &str, props: &Value) -> Self {
+        let text = |key: &str| props[key].as_str().map(str::to_owned);
+        AliasDefinition {
+            alias: alias.to_owned(),
+            index: index.to_owned(),
+            filter: props.get("filter").cloned(),
+            index_routing: text("index_routing"),
+            search_routing: text("search_routing"),
+            is_write_index: props["is_write_index"].as_bool(),
+            is_hidden: props["is_hidden"].as_bool(),
+        }
+    }
+
+    /// The same link as [`EsClient::get_aliases`] reports it.
+    pub fn entry(&self) -> AliasEntry {
+        AliasEntry {
+            alias: self.alias.clone(),
+            index: self.index.clone(),
+            is_write_index: self.is_write_index,
+        }
+    }
 }
 
 /// One action of an `_aliases` request. The whole list is applied atomically
@@ -76,6 +122,24 @@ impl EsClient {
         }
         entries.sort_by(|a, b| (&a.alias, &a.index).cmp(&(&b.alias, &b.index)));
         Ok(entries)
+    }
+
+    /// Every alias of one index with its full definition, sorted by name.
+    pub async fn alias_definitions(&self, index: &str) -> Result<Vec<AliasDefinition>, EsError> {
+        let path = format!("/{}/_alias", seg(index));
+        let query = [("expand_wildcards", "all")];
+        let by_index: Map<String, Value> = self.send_json(Method::Get, &path, &query, None).await?;
+        let mut links = Vec::new();
+        for (index, value) in by_index {
+            let Ok(aliases) = serde_json::from_value::<IndexAliases>(value) else {
+                continue;
+            };
+            for (alias, props) in &aliases.aliases {
+                links.push(AliasDefinition::from_props(alias, &index, props));
+            }
+        }
+        links.sort_by(|a, b| (&a.alias, &a.index).cmp(&(&b.alias, &b.index)));
+        Ok(links)
     }
 
     /// `POST /_aliases`: applies every action or none.

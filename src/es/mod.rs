@@ -9,7 +9,8 @@
 //!
 //! Submodules add calls to [`EsClient`] by area: `indices`, `aliases`,
 //! `bulk`, `search` (sliced scroll, point in time), `keys` (documents by
-//! key and version, sequence numbers) and `tasks`.
+//! key and version, sequence numbers), `tasks` and `inspect` (an index's
+//! whole definition, name resolution, templates).
 
 mod aliases;
 mod bulk;
@@ -18,15 +19,20 @@ mod error;
 mod indices;
 mod info;
 mod keys;
+mod inspect;
 mod search;
 mod tasks;
 
-pub use aliases::{AliasAction, AliasEntry};
+pub use aliases::{AliasAction, AliasDefinition, AliasEntry};
 pub use bulk::{BulkItem, BulkResponse};
 pub use docs::{VersionedDoc, WriteCondition};
 pub use error::EsError;
 pub use info::{Engine, ServerInfo, Version};
 pub use keys::{DocKey, Found, KeyVersion};
+pub(crate) use inspect::flat_settings;
+pub use inspect::{
+    IndexDefinition, IndexTemplate, IsmTemplate, LegacyTemplate, Resolved, SimulatedIndex,
+};
 pub use search::{Hit, Page, PitId, Slice};
 pub use tasks::TaskStatus;
 

@@ -5,6 +5,7 @@ use crate::es::EsError;
 
 use super::mapping::MappingError;
 use super::phase::IllegalTransition;
+use super::preflight::PreflightRefusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
@@ -59,6 +60,10 @@ pub enum MigrationError {
     /// the aliases did not move.
     #[error("rollback replay failed, the aliases did not move: {0}")]
     Replay(String),
+    /// Stage 1 would silently change or lose something; the refusal's
+    /// code says what (`template_conflict`, `source_filtered`, ...).
+    #[error(transparent)]
+    Preflight(#[from] PreflightRefusal),
     /// A request that makes no sense whatever the state (a name twice).
     #[error("{0}")]
     Invalid(String),

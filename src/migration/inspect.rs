@@ -1,5 +1,6 @@
 //! Read-only questions about logical indexes: status views and the plan
-//! (which live generations differ from their mapping file).
+//! (which live generations differ from their mapping file, and what
+//! preflight finds before their next stage 1).
 
 use chrono::Utc;
 use serde::Serialize;
@@ -7,6 +8,7 @@ use serde::Serialize;
 use super::error::MigrationError;
 use super::mapping::MappingFile;
 use super::ops::Migrator;
+use super::preflight::Finding;
 use super::view::IndexView;
 
 /// What `plan` says about one logical index.
@@ -23,6 +25,8 @@ pub struct PlanEntry {
     /// `init`, `reindex`, `up-to-date`, `in-progress` or `error`.
     pub action: &'static str,
     pub detail: String,
+    /// What preflight finds for a stage 1 now (live indexes only).
+    pub findings: Vec<Finding>,
 }
 
 impl Migrator {
@@ -62,6 +66,7 @@ impl Migrator {
                 mapping_sha256: mapping.as_ref().ok().map(|m| m.sha256.clone()),
                 action: "init",
                 detail: String::new(),
+                findings: Vec::new(),
             };
             if let Err(e) = &mapping {
                 entry.action = "error";
@@ -72,6 +77,10 @@ impl Migrator {
                 let meta = self.es().mapping_meta(&live).await?;
                 entry.phase = stored.state.phase.name().into();
                 entry.live_sha256 = meta["reindexd"]["sha256"].as_str().map(str::to_owned);
+                if let (Ok(file), "live") = (&mapping, stored.state.phase.name()) {
+                    let target = self.names(&index.name).generation(Utc::now());
+                    entry.findings = self.preflight(&index.name, &live, &target, file).await?;
+                }
                 entry.live_index = Some(live);
                 if entry.action != "error" {
                     (entry.action, entry.detail) = match stored.state.phase.name() {

@@ -101,33 +101,7 @@ impl MappingFile {
     /// The file's settings as flat `index.*` keys, the way the engine
     /// reports them with `flat_settings=true`.
     pub fn flat_settings(&self) -> Map<String, Value> {
-        let mut flat = Map::new();
-        flatten("", &self.settings, &mut flat);
-        flat.into_iter()
-            .map(|(k, v)| {
-                if k.starts_with("index.") {
-                    (k, v)
-                } else {
-                    (format!("index.{k}"), v)
-                }
-            })
-            .collect()
-    }
-}
-
-fn flatten(prefix: &str, object: &Map<String, Value>, out: &mut Map<String, Value>) {
-    for (key, value) in object {
-        let key = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match value {
-            Value::Object(inner) => flatten(&key, inner, out),
-            other => {
-                out.insert(key, other.clone());
-            }
-        }
+        crate::es::flat_settings(&self.settings)
     }
 }
 

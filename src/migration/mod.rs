@@ -5,6 +5,8 @@
 //! compare-and-set; `ops` combines both with alias changes on the cluster;
 //! `stage1` and `rollback` are the two transitions with most to do, and
 //! `delta` tells what the application wrote since stage 1.
+//! `preflight` reads what stage 1 would silently change or lose and
+//! refuses it before anything changes.
 //! This module never copies documents (that is `copy`) and never serves
 //! HTTP.
 
@@ -16,6 +18,7 @@ mod mapping;
 mod names;
 mod ops;
 mod phase;
+mod preflight;
 mod progress;
 mod resolve;
 mod rollback;
@@ -30,6 +33,7 @@ pub use mapping::{MappingError, MappingFile};
 pub use names::Names;
 pub use ops::{AliasChangeLabels, Migrator, BULK_SETTING_KEYS};
 pub use phase::{Action, IllegalTransition, IndexState, Phase};
+pub use preflight::{Finding, Level, PreflightRefusal};
 pub use progress::{CopyProgress, DocFailure, Lease, SliceCheckpoint, MAX_RECORDED_FAILURES};
 pub use rollback::{RollbackReport, WritesPolicy};
 pub use store::{StateStore, Stored};

@@ -36,6 +36,8 @@ impl Migrator {
         let now = Utc::now();
         let names = self.names(name);
         let target = self.free_generation_name(&names, now, Some(source)).await?;
+        self.check_preflight(name, source, &target, &mapping)
+            .await?;
 
         let copy_config = &self.config().copy;
         let file_settings = mapping.flat_settings();
@@ -204,7 +206,7 @@ impl Migrator {
             }
         }
         for name in names {
-            MappingFile::load(&self.index_config(name)?.mapping)?;
+            let mapping = MappingFile::load(&self.index_config(name)?.mapping)?;
             let stored = self.load(name).await?;
             if !matches!(stored.state.phase, Phase::Live { .. }) {
                 return Err(IllegalTransition {
@@ -216,6 +218,9 @@ impl Migrator {
                 .into());
             }
             self.verify_aliases(&stored.state).await?;
+            let target = self.names(name).generation(Utc::now());
+            self.check_preflight(name, stored.state.phase.read_index(), &target, &mapping)
+                .await?;
         }
         let mut started: Vec<IndexState> = Vec::new();
         for name in names {

@@ -82,10 +82,18 @@ pub(super) fn indexes(raw: &RawConfig, base: &Path, p: &mut Problems) -> Vec<Ind
                 CopyEngine::Client
             }
         };
+        let accept_lost_fields = index.accept_lost_fields.clone().unwrap_or_default();
+        if accept_lost_fields.iter().any(|f| f.trim().is_empty()) {
+            p.add(
+                key("accept_lost_fields"),
+                "expected field names such as [\"body\", \"meta.secret\"], found an empty one",
+            );
+        }
         out.push(IndexConfig {
             name,
             mapping,
             engine,
+            accept_lost_fields,
         });
     }
     out

@@ -1,0 +1,290 @@
+//! Preflight: what the cluster would silently change or lose if stage 1
+//! ran now — a source whose `_source` cannot give back every document, a
+//! source that is a data stream or managed by rollover, an extra write
+//! alias on the source, templates or ISM policies that would shape the new
+//! generation beyond its mapping file (see `templates`).
+//!
+//! It only reads the cluster. What it read is judged by pure functions, so
+//! `plan` shows exactly the findings that stage 1 refuses on.
+
+mod source;
+mod templates;
+
+use std::fmt;
+
+use serde::Serialize;
+use tracing::warn;
+
+use super::error::MigrationError;
+use super::mapping::MappingFile;
+use super::names::Names;
+use super::ops::Migrator;
+use crate::es::{
+    AliasDefinition, IndexDefinition, IndexTemplate, IsmTemplate, LegacyTemplate, Resolved,
+    SimulatedIndex,
+};
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Stage 1 is refused while this holds.
+    Refuse,
+    /// Stage 1 goes ahead; the copy is not exact in the way the message says.
+    Warn,
+    /// Worth knowing before stage 1.
+    Info,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Refuse => "refuse",
+            Level::Warn => "warn",
+            Level::Info => "info",
+        })
+    }
+}
+
+/// One thing preflight found, with a stable `code` for scripts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Finding {
+    fn new(level: Level, code: &'static str, message: String) -> Self {
+        Finding {
+            level,
+            code,
+            message,
+        }
+    }
+}
+
+/// Stage 1 of `index` refused by preflight, with every refusing finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreflightRefusal {
+    pub index: String,
+    /// Never empty; the first one's code is the error's code.
+    pub findings: Vec<Finding>,
+}
+
+impl PreflightRefusal {
+    /// The stable code of the first refusal, e.g. `template_conflict`.
+    pub fn code(&self) -> &'static str {
+        self.findings.first().map_or("preflight", |f| f.code)
+    }
+}
+
+impl fmt::Display for PreflightRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: stage 1 refused, nothing was changed: ", self.index)?;
+        for (i, finding) in self.findings.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}[{}] {}", finding.code, finding.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PreflightRefusal {}
+
+/// What preflight reads from the cluster.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Observed {
+    /// The live generation: settings, mappings, aliases.
+    pub source: IndexDefinition,
+    /// The source and the read alias resolved.
+    pub resolved: Resolved,
+    pub composable: Vec<IndexTemplate>,
+    /// What composable templates would give the new generation.
+    pub simulated: SimulatedIndex,
+    pub legacy: Vec<LegacyTemplate>,
+    pub ism: Ism,
+}
+
+/// The `ism_template`s of ISM policies, as far as they could be read.
+#[derive(Debug, Clone, Default)]
+pub(super) enum Ism {
+    /// No ISM on this cluster.
+    #[default]
+    Absent,
+    Templates(Vec<IsmTemplate>),
+    /// The policies could not be read (no privilege); the reason.
+    Unreadable(String),
+}
+
+impl Migrator {
+    /// Findings for a stage 1 of `name` from `source` into a generation
+    /// called `target`. Reads the cluster, changes nothing.
+    pub async fn preflight(
+        &self,
+        name: &str,
+        source: &str,
+        target: &str,
+        mapping: &MappingFile,
+    ) -> Result<Vec<Finding>, MigrationError> {
+        let accepted = &self.index_config(name)?.accept_lost_fields;
+        let names = self.names(name);
+        let es = self.es();
+        let read = names.read_alias();
+        let resolve = [source, read.as_str()];
+        let (source_def, resolved, composable, simulated, legacy, ism) = tokio::try_join!(
+            es.index_definition(source),
+            es.resolve_index(&resolve),
+            es.index_templates(),
+            es.simulate_index(target),
+            es.legacy_templates(),
+            async {
+                match es.ism_templates().await {
+                    Ok(None) => Ok(Ism::Absent),
+                    Ok(Some(templates)) => Ok(Ism::Templates(templates)),
+                    Err(e) if e.is_auth() => Ok(Ism::Unreadable(e.to_string())),
+                    Err(e) => Err(e),
+                }
+            },
+        )?;
+        let seen = Observed {
+            source: source_def,
+            resolved,
+            composable,
+            simulated,
+            legacy,
+            ism,
+        };
+        Ok(judge(&names, accepted, mapping, source, target, &seen))
+    }
+
+    /// Runs [`Migrator::preflight`]; refuses when any finding is a
+    /// refusal and logs the warnings otherwise.
+    pub(super) async fn check_preflight(
+        &self,
+        name: &str,
+        source: &str,
+        target: &str,
+        mapping: &MappingFile,
+    ) -> Result<(), MigrationError> {
+        let findings = self.preflight(name, source, target, mapping).await?;
+        let (refusals, rest): (Vec<Finding>, Vec<Finding>) =
+            findings.into_iter().partition(|f| f.level == Level::Refuse);
+        if !refusals.is_empty() {
+            return Err(MigrationError::Preflight(PreflightRefusal {
+                index: name.to_owned(),
+                findings: refusals,
+            }));
+        }
+        for f in rest.iter().filter(|f| f.level == Level::Warn) {
+            warn!(index = name, code = f.code, "preflight: {}", f.message);
+        }
+        Ok(())
+    }
+
+    /// The aliases on generation `index` other than `name`'s read and
+    /// write aliases, each with its full definition (filter, routing,
+    /// flags) so it can be recreated on another generation.
+    pub async fn extra_aliases(
+        &self,
+        name: &str,
+        index: &str,
+    ) -> Result<Vec<AliasDefinition>, MigrationError> {
+        let names = self.names(name);
+        let mut links = self.es().alias_definitions(index).await?;
+        links.retain(|l| !is_own(&names, &l.alias));
+        Ok(links)
+    }
+}
+
+fn is_own(names: &Names, alias: &str) -> bool {
+    alias == names.read_alias() || alias == names.write_alias()
+}
+
+/// Every finding, refusals of the source first, then aliases, then what
+/// templates would do to the new generation.
+pub(super) fn judge(
+    names: &Names,
+    accepted: &[String],
+    file: &MappingFile,
+    source: &str,
+    target: &str,
+    seen: &Observed,
+) -> Vec<Finding> {
+    let mut findings = source::data_stream(&names.read_alias(), &seen.resolved);
+    findings.extend(source::lifecycle(source, &seen.source));
+    findings.extend(source::source_field(source, &seen.source, accepted));
+    findings.extend(aliases(names, &seen.source.aliases));
+    findings.extend(templates::findings(target, file, seen));
+    findings
+}
+
+/// Extra aliases on the source: listed; one that is a write alias refused,
+/// since reindexd cannot say where its writes should go during the copy.
+fn aliases(names: &Names, links: &[AliasDefinition]) -> Vec<Finding> {
+    links
+        .iter()
+        .filter(|l| !is_own(names, &l.alias))
+        .map(|l| {
+            let mut parts = Vec::new();
+            if let Some(f) = &l.filter {
+                parts.push(format!("filter {f}"));
+            }
+            if let Some(r) = &l.index_routing {
+                parts.push(format!("index_routing {r}"));
+            }
+            if let Some(r) = &l.search_routing {
+                parts.push(format!("search_routing {r}"));
+            }
+            if l.is_hidden == Some(true) {
+                parts.push("hidden".into());
+            }
+            let detail = if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", parts.join(", "))
+            };
+            if l.is_write_index == Some(true) {
+                Finding::new(
+                    Level::Refuse,
+                    "extra_write_alias",
+                    format!(
+                        "{} is a write alias of {}{detail}: writes through it would keep going to the old generation during the copy and be lost; \
+                         remove it or make applications write through {}",
+                        l.alias,
+                        l.index,
+                        names.write_alias()
+                    ),
+                )
+            } else {
+                Finding::new(
+                    Level::Info,
+                    "extra_alias",
+                    format!("{} also points at {}{detail}", l.alias, l.index),
+                )
+            }
+        })
+        .collect()
+}
+
+/// The engines' index-pattern match: `*` stands for any run of characters.
+pub(super) fn glob(pattern: &str, text: &str) -> bool {
+    let Some((head, rest)) = pattern.split_once('*') else {
+        return pattern == text;
+    };
+    let Some(mut text) = text.strip_prefix(head) else {
+        return false;
+    };
+    let mut parts: Vec<&str> = rest.split('*').collect();
+    let last = parts.pop().unwrap_or_default();
+    for part in parts {
+        match text.find(part) {
+            Some(at) => text = &text[at + part.len()..],
+            None => return false,
+        }
+    }
+    text.len() >= last.len() && text.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests;
