@@ -38,6 +38,10 @@ struct IndexSample {
     superseded: u64,
     resent: u64,
     failed: u64,
+    /// Old-generation operations not accepted (they block the flip).
+    old_generation_writes: u64,
+    /// The aliases disagree with the phase.
+    drift: bool,
     ratio: f64,
     eta_seconds: Option<u64>,
     docs_per_second: f64,
@@ -130,7 +134,13 @@ async fn sample(migrator: &Migrator, jobs: &Jobs) -> Snapshot {
         };
         let view = match &stored {
             None => IndexView::uninitialized(&index.name),
-            Some(s) => IndexView::new(&s.state, jobs.live(&s.state), Utc::now()),
+            Some(s) => {
+                let mut view = IndexView::new(&s.state, jobs.live(&s.state), Utc::now());
+                // Drift and old-generation writes as the cluster has them
+                // now; a failed look leaves the stored numbers.
+                let _ = migrator.observe(&s.state, &mut view).await;
+                view
+            }
         };
         let p = view.progress.as_ref();
         snapshot.indexes.push(IndexSample {
@@ -140,6 +150,11 @@ async fn sample(migrator: &Migrator, jobs: &Jobs) -> Snapshot {
             copied: p.map_or(0, |p| p.copied),
             superseded: p.map_or(0, |p| p.superseded),
             resent: p.map_or(0, |p| p.resent),
+            drift: view.drift.is_some(),
+            old_generation_writes: p.map_or(0, |p| {
+                p.old_generation_writes
+                    .saturating_sub(p.accepted_old_generation_writes)
+            }),
             failed: p.map_or(0, |p| p.failed),
             ratio: p.map_or(0.0, |p| p.ratio),
             eta_seconds: p.and_then(|p| p.eta_seconds),
@@ -276,6 +291,18 @@ impl Collector for StateCollector {
             "documents_failed",
             "Documents the new generation refused",
             &each_u(|s| s.failed),
+        )?;
+        gauge(
+            &mut encoder,
+            "aliases_drift",
+            "1 when the read or write alias is not where the phase says (status shows how; rollback or repair mends it)",
+            &each(|s| if s.drift { 1.0 } else { 0.0 }),
+        )?;
+        gauge(
+            &mut encoder,
+            "old_generation_writes",
+            "Operations on the old generation by its name since the copy's snapshot, not accepted: the new generation lacks them and the flip is refused",
+            &each(|s| s.old_generation_writes as f64),
         )?;
         gauge(
             &mut encoder,

@@ -129,10 +129,17 @@ async fn stage_1_settles_every_lost_answer() {
                 w.finish_copy().await;
                 w.assert_consistent(&app, &what).await;
                 // Back to live for the next round; the writes go along.
-                w.migrator.rollback("kb", WritesPolicy::Replay).await.unwrap();
+                w.migrator
+                    .rollback("kb", WritesPolicy::Replay)
+                    .await
+                    .unwrap();
             } else {
                 result.expect_err(&what);
-                assert_eq!(w.env.snapshot(&["kb"]).await, before, "{what}: nothing changed");
+                assert_eq!(
+                    w.env.snapshot(&["kb"]).await,
+                    before,
+                    "{what}: nothing changed"
+                );
             }
             w.assert_consistent(&app, &what).await;
         }
@@ -145,7 +152,10 @@ async fn flip_and_rollback_settle_every_lost_answer() {
     let w = World::new("amb2").await;
     let mut app = App::new(&w.env.write_alias("kb"), INITIAL, 0xa11_0002);
     let state = || state_write(&w.env);
-    for (call, on) in [("state", &state as &dyn Fn() -> Match), ("aliases", &aliases)] {
+    for (call, on) in [
+        ("state", &state as &dyn Fn() -> Match),
+        ("aliases", &aliases),
+    ] {
         for (fault, applied) in faults() {
             let running = writer(&w.direct, app, 30);
             w.migrator.reindex("kb").await.unwrap();
@@ -169,10 +179,16 @@ async fn flip_and_rollback_settle_every_lost_answer() {
             assert_eq!(result.is_ok(), applied, "{what}: {result:?}");
             w.assert_consistent(&app, &what).await;
             if !applied {
-                w.migrator.rollback("kb", WritesPolicy::Replay).await.unwrap();
+                w.migrator
+                    .rollback("kb", WritesPolicy::Replay)
+                    .await
+                    .unwrap();
                 w.assert_consistent(&app, &what).await;
             }
-            assert_eq!(w.migrator.load("kb").await.unwrap().state.phase.name(), "live");
+            assert_eq!(
+                w.migrator.load("kb").await.unwrap().state.phase.name(),
+                "live"
+            );
         }
     }
     w.stop().await;
@@ -180,12 +196,23 @@ async fn flip_and_rollback_settle_every_lost_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generation_deleted_during_the_copy_fails_it_with_the_reason() {
-    let env = Env::new("gone", &["kb"], "[copy]\ncheckpoint_interval = \"1s\"\npage_size = 100").await;
+    let env = Env::new(
+        "gone",
+        &["kb"],
+        "[copy]\ncheckpoint_interval = \"1s\"\npage_size = 100",
+    )
+    .await;
     let m = &env.migrator;
     m.init("kb").await.unwrap();
     env.load_docs("kb", 2_000).await;
     env.set_mapping("kb", MAPPING_V2);
-    let target = m.reindex("kb").await.unwrap().phase.write_index().to_owned();
+    let target = m
+        .reindex("kb")
+        .await
+        .unwrap()
+        .phase
+        .write_index()
+        .to_owned();
     m.update_copy("kb", reindexd::migration::Action::Throttle, |c| {
         c.requests_per_second = Some(300.0)
     })

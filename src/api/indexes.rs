@@ -52,7 +52,7 @@ async fn one_view(app: &AppState, name: &str) -> Result<IndexView, ApiError> {
     Ok(match app.migrator.store().get(name).await? {
         Some(stored) => {
             let mut view = view_of(app, &stored.state);
-            view.drift = app.migrator.drift(&stored.state).await?;
+            app.migrator.observe(&stored.state, &mut view).await?;
             view
         }
         None => IndexView::uninitialized(name),

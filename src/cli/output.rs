@@ -95,6 +95,14 @@ pub fn describe(v: &IndexView) -> String {
         if p.paused {
             line.push_str("  PAUSED");
         }
+        let unaccepted = p
+            .old_generation_writes
+            .saturating_sub(p.accepted_old_generation_writes);
+        if unaccepted > 0 {
+            line.push_str(&format!(
+                "\n  WRITES TO THE OLD GENERATION: {unaccepted} operations by its name since the copy's snapshot block the flip"
+            ));
+        }
         if let Some(r) = p.requests_per_second {
             line.push_str(&format!("  throttled to {r} docs/s"));
         }

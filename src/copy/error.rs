@@ -36,6 +36,8 @@ impl CopyError {
             | CopyError::RetriesExhausted { .. }
             | CopyError::LeaseHeld { .. } => true,
             CopyError::Migration(MigrationError::Conflict(_)) => true,
+            // A server error on a state write: retried from the checkpoint.
+            CopyError::Migration(MigrationError::Cluster(e)) if e.is_ambiguous() => true,
             CopyError::Migration(e) => e.is_unavailable(),
             _ => false,
         }

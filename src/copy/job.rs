@@ -152,12 +152,14 @@ pub async fn run_once(
         .await;
     }
     let plan = plan_read(&es, &source, &mut copy, &config).await?;
-    let stats = Arc::new(CopyStats::resume(
+    let mut stats = CopyStats::resume(
         &copy,
         plan.exact,
         plan.pit.clone(),
         handle.telemetry.clone(),
-    ));
+    );
+    stats.source_seq_nos = plan.source_seq_nos.clone();
+    let stats = Arc::new(stats);
     *handle.stats.lock().expect("stats lock") = Some(stats.clone());
     info!(index = name, %source, %target, slices = stats.slice_max, mode = plan.mode.name(), resumed = plan.exact, "copy running");
 
@@ -355,7 +357,7 @@ pub(super) async fn save_checkpoint(
 ) -> Result<(), CopyError> {
     for _ in 0..5 {
         let stored = migrator.load(name).await?;
-        let (_, stored_target, copy) = copying(&stored, name, owner)?;
+        let (source, stored_target, copy) = copying(&stored, name, owner)?;
         if stored_target != target {
             return Err(CopyError::Stopped(
                 name.to_owned(),
@@ -365,6 +367,9 @@ pub(super) async fn save_checkpoint(
         if let Some(reason) = migrator.target_replaced(target, copy).await? {
             return Err(CopyError::Fatal(reason));
         }
+        let mut updated = copy.clone();
+        apply(&mut updated);
+        let old_writes = migrator.old_generation_writes(source, &updated).await?;
         let wanted = Control::of(copy);
         control.send_if_modified(|c| std::mem::replace(c, wanted) != wanted);
         let next = stored
@@ -373,6 +378,7 @@ pub(super) async fn save_checkpoint(
                 Action::Reindex,
                 |c| {
                     apply(c);
+                    c.old_generation_writes = old_writes;
                     c.lease = Some(lease(owner, lease_for));
                 },
                 Utc::now(),

@@ -1,7 +1,9 @@
 //! How a copy run reads its source: a point in time with `search_after`
 //! where the engine can page it exactly (a `_shard_doc` tiebreaker, or one
 //! slice per shard so `_doc` is unique within each), else a sliced scroll;
-//! and whether unfinished slices resume after their cursors or start over.
+//! whether unfinished slices resume after their cursors or start over; and
+//! the source's sequence numbers at the snapshot, which tell later whether
+//! anything wrote to the source by name.
 
 use serde_json::{json, Value};
 use tracing::info;
@@ -19,6 +21,9 @@ pub struct ReadPlan {
     pub exact: bool,
     /// The point in time to record in checkpoints.
     pub pit: Option<String>,
+    /// The source's sequence numbers at the read snapshot, when this run
+    /// takes a new one (a resumed run keeps the stored ones).
+    pub source_seq_nos: Option<Vec<i64>>,
 }
 
 fn sort_for(info: &ServerInfo) -> Value {
@@ -44,6 +49,7 @@ pub async fn plan_read(
                 mode: ReadMode::Scroll,
                 exact: false,
                 pit: None,
+                source_seq_nos: Some(es.max_seq_nos(source).await?),
             });
         };
         let pit = PitId {
@@ -59,6 +65,7 @@ pub async fn plan_read(
                     pit: Some(pit.id.clone()),
                     mode: ReadMode::Pit { pit, sort },
                     exact: true,
+                    source_seq_nos: None,
                 });
             }
             Err(e)
@@ -69,13 +76,12 @@ pub async fn plan_read(
             }
             Err(e) => return Err(e),
         }
-        let pit = es
-            .open_pit(info.engine, source, config.scroll_keep_alive)
-            .await?;
+        let (pit, seq_nos) = open_snapshot(es, &info, source, config).await?;
         return Ok(ReadPlan {
             pit: Some(pit.id.clone()),
             mode: ReadMode::Pit { pit, sort },
             exact: false,
+            source_seq_nos: Some(seq_nos),
         });
     }
     let shards = es.primary_shards(source).await?;
@@ -87,20 +93,45 @@ pub async fn plan_read(
     };
     copy.slices = plan_slices(count);
     if !pit_mode {
+        // The scrolls open later: numbers read now can only over-count.
         return Ok(ReadPlan {
             mode: ReadMode::Scroll,
             exact: false,
             pit: None,
+            source_seq_nos: Some(es.max_seq_nos(source).await?),
         });
     }
-    let pit = es
-        .open_pit(info.engine, source, config.scroll_keep_alive)
-        .await?;
+    let (pit, seq_nos) = open_snapshot(es, &info, source, config).await?;
     Ok(ReadPlan {
         pit: Some(pit.id.clone()),
         mode: ReadMode::Pit { pit, sort },
         exact: false,
+        source_seq_nos: Some(seq_nos),
     })
+}
+
+/// Opens a point in time over `source` with the source's sequence numbers
+/// at it: read before and after opening, and opened again when a write
+/// raced it, so that "written after the snapshot" is exact. A source
+/// written without pause keeps the numbers from before, which over-count
+/// (a false alarm), never under-count.
+async fn open_snapshot(
+    es: &EsClient,
+    info: &ServerInfo,
+    source: &str,
+    config: &CopyConfig,
+) -> Result<(PitId, Vec<i64>), EsError> {
+    let keep = config.scroll_keep_alive;
+    for _ in 0..5 {
+        let before = es.max_seq_nos(source).await?;
+        let pit = es.open_pit(info.engine, source, keep).await?;
+        if es.max_seq_nos(source).await? == before {
+            return Ok((pit, before));
+        }
+        let _ = es.close_pit(&pit).await;
+    }
+    let before = es.max_seq_nos(source).await?;
+    Ok((es.open_pit(info.engine, source, keep).await?, before))
 }
 
 /// Closes the point in time of a finished copy (it would expire anyway).

@@ -96,6 +96,8 @@ pub(super) async fn run(
                 "conflicts": "proceed",
                 "script": {"lang": "painless", "source": "ctx._version = 0"},
             });
+            // Before the task's snapshot: can only over-count later writes.
+            let seq_nos = es.max_seq_nos(source).await?;
             let id = es.start_reindex(&body, "auto", sent_rate).await?;
             info!(index = name, task = %id, "server-side reindex started");
             let recorded = id.clone();
@@ -104,7 +106,10 @@ pub(super) async fn run(
                 name,
                 owner,
                 target,
-                move |c| c.task = Some(recorded.clone()),
+                move |c| {
+                    c.task = Some(recorded.clone());
+                    c.source_seq_nos = Some(seq_nos.clone());
+                },
                 &handle.control,
                 lease_for,
             )

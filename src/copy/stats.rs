@@ -155,6 +155,9 @@ pub struct CopyStats {
     failures: Mutex<Vec<DocFailure>>,
     /// The point in time read by this run, if any (saved in checkpoints).
     pub pit: Option<String>,
+    /// The source's sequence numbers at this run's read snapshot (saved in
+    /// checkpoints).
+    pub source_seq_nos: Option<Vec<i64>>,
     /// Bulk traffic metrics of this index (they outlive the run).
     pub telemetry: IndexTelemetry,
 }
@@ -208,6 +211,7 @@ impl CopyStats {
             slice_max,
             failures: Mutex::new(copy.failures.clone()),
             pit,
+            source_seq_nos: None,
             telemetry,
         }
     }
@@ -241,6 +245,9 @@ impl CopyStats {
         copy.failed = sum(|s| s.failed.load(Relaxed));
         copy.failures = self.failures.lock().expect("failure list lock").clone();
         copy.pit = self.pit.clone();
+        if self.source_seq_nos.is_some() {
+            copy.source_seq_nos = self.source_seq_nos.clone();
+        }
         copy.slices = self
             .slices
             .iter()

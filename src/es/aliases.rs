@@ -72,6 +72,10 @@ pub enum AliasAction {
         #[serde(skip_serializing_if = "Option::is_none")]
         is_write_index: Option<bool>,
     },
+    /// An alias recreated with its whole definition (filter, routing,
+    /// hidden) on the index it names.
+    #[serde(rename = "add")]
+    AddDefined(AliasDefinition),
     /// With `must_exist: true` the whole request fails when the link is
     /// gone, which turns the list into a compare-and-set on alias state.
     Remove {

@@ -207,12 +207,18 @@ impl EsClient {
             })
             .collect();
         let path = format!("/{}/_mget", seg(index));
-        let flag = if source { "true" } else { "false" };
+        // Without `_source` the engine drops `_routing` from the answer
+        // unless it is asked for as a stored field.
+        let query: &[(&str, &str)] = if source {
+            &[("realtime", "true")]
+        } else {
+            &[("stored_fields", "_routing"), ("realtime", "true")]
+        };
         let answer: MgetResponse = self
             .send_json(
                 Method::Post,
                 &path,
-                &[("_source", flag), ("realtime", "true")],
+                query,
                 Some(Body::json(&json!({ "docs": docs }))),
             )
             .await?;

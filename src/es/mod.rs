@@ -18,8 +18,8 @@ mod docs;
 mod error;
 mod indices;
 mod info;
-mod keys;
 mod inspect;
+mod keys;
 mod search;
 mod tasks;
 
@@ -28,11 +28,11 @@ pub use bulk::{BulkItem, BulkResponse};
 pub use docs::{VersionedDoc, WriteCondition};
 pub use error::EsError;
 pub use info::{Engine, ServerInfo, Version};
-pub use keys::{DocKey, Found, KeyVersion};
 pub(crate) use inspect::flat_settings;
 pub use inspect::{
     IndexDefinition, IndexTemplate, IsmTemplate, LegacyTemplate, Resolved, SimulatedIndex,
 };
+pub use keys::{DocKey, Found, KeyVersion};
 pub use search::{Hit, Page, PitId, Slice};
 pub use tasks::TaskStatus;
 

@@ -39,6 +39,16 @@ pub enum MigrationError {
         /// Why the deletes are unknown, when they are.
         detail: Option<String>,
     },
+    /// Something wrote to the old generation by its name after the copy's
+    /// snapshot: the new generation lacks it.
+    #[error("cannot flip {name}: {operations} operations reached the old generation {old} by its name after the copy's snapshot \
+             (a writer bypasses the write alias); the new generation lacks them. Find the writer, then roll back and reindex, \
+             or accept the loss with `reindexd accept {name}`")]
+    OldGenerationWritten {
+        name: String,
+        old: String,
+        operations: u64,
+    },
     /// A state write whose answer was lost, and the state could not be
     /// read back either.
     #[error("{name}: the cluster did not answer a state change ({source}) and the state could not be read back; \
@@ -83,6 +93,8 @@ impl MigrationError {
             MigrationError::Cluster(e) | MigrationError::MappingRejected { source: e, .. } => {
                 e.is_unavailable()
             }
+            // The state could not even be read back: the cluster is away.
+            MigrationError::StateUnknown { .. } => true,
             _ => false,
         }
     }

@@ -37,7 +37,7 @@ impl Migrator {
         Ok(match self.store().get(name).await? {
             Some(stored) => {
                 let mut view = IndexView::new(&stored.state, None, Utc::now());
-                view.drift = self.drift(&stored.state).await?;
+                self.observe(&stored.state, &mut view).await?;
                 view
             }
             None => IndexView::uninitialized(name),

@@ -129,11 +129,21 @@ impl Migrator {
         let stored = self.load(name).await?;
         let next = stored.state.flip(Utc::now())?;
         self.verify_aliases(&stored.state).await?;
+        if let Some(copy) = stored.state.phase.copy() {
+            let source = stored.state.phase.read_index();
+            let operations = self.old_generation_writes(source, copy).await?;
+            if operations > copy.accepted_old_generation_writes {
+                return Err(MigrationError::OldGenerationWritten {
+                    name: name.to_owned(),
+                    old: source.to_owned(),
+                    operations,
+                });
+            }
+        }
         let read = self.names(name).read_alias();
-        let actions = [
-            remove(stored.state.phase.read_index(), &read),
-            add(next.phase.read_index(), &read, None),
-        ];
+        let (from, to) = (stored.state.phase.read_index(), next.phase.read_index());
+        let mut actions = vec![remove(from, &read), add(to, &read, None)];
+        actions.extend(self.move_extra_aliases(name, from, to).await?);
         let state = self.transition(&stored, next, &actions).await?;
         self.count_alias_change(name, "read");
         info!(index = name, generation = %state.phase.read_index(), "STUCK THE LANDING! read alias flipped");
@@ -251,8 +261,9 @@ impl Migrator {
         self.es.refresh(target).await?;
         copy.lease = None;
         let now = Utc::now();
+        copy.old_generation_writes = self.old_generation_writes(source, &copy).await?;
         let source_now = self.es.count(source).await?;
-        let next = if source_now != copy.total {
+        let next = if copy.source_seq_nos.is_none() && source_now != copy.total {
             let reason = format!(
                 "the source {source} changed during the copy: {} documents when the copy started, {source_now} now; \
                  something writes to it by name instead of through {}",
@@ -264,9 +275,28 @@ impl Migrator {
                 .update_copy(Action::Reindex, |c| *c = copy.clone(), now)?
                 .fail_copy(reason, now)?
         } else {
+            // The verdict refuses old-generation writes with the rest.
             stored.state.finish_copy(copy, now)?
         };
         Ok(self.store.replace(&stored, next).await?.state)
+    }
+
+    /// Operations on the old generation `source` since the copy's read
+    /// snapshot (0 when the copy has no snapshot numbers yet).
+    pub async fn old_generation_writes(
+        &self,
+        source: &str,
+        copy: &CopyProgress,
+    ) -> Result<u64, MigrationError> {
+        let Some(base) = &copy.source_seq_nos else {
+            return Ok(0);
+        };
+        let now = self.es.max_seq_nos(source).await?;
+        Ok(now
+            .iter()
+            .zip(base)
+            .map(|(n, b)| (n - b).max(0) as u64)
+            .sum())
     }
 
     /// Why `target` is not the generation stage 1 made for `copy` (gone,
@@ -324,9 +354,18 @@ impl Migrator {
     }
 
     /// The operator accepts recorded document failures.
+    /// The operator accepts recorded document failures and the writes
+    /// measured on the old generation by its name so far.
     pub async fn accept(&self, name: &str) -> Result<IndexState, MigrationError> {
         let stored = self.load(name).await?;
-        let next = stored.state.accept_failures(Utc::now())?;
+        let old_writes = match stored.state.phase.copy() {
+            Some(copy) if stored.state.phase.name() != "flipped" => {
+                self.old_generation_writes(stored.state.phase.read_index(), copy)
+                    .await?
+            }
+            _ => 0,
+        };
+        let next = stored.state.accept_failures(old_writes, Utc::now())?;
         Ok(self.store.replace(&stored, next).await?.state)
     }
 
@@ -380,6 +419,24 @@ impl Migrator {
             }
         }
         Ok(())
+    }
+
+    /// Actions that move every other alias of generation `from` (filters,
+    /// routing, hidden kept) to `to`: they follow the read alias, in the
+    /// same atomic request.
+    pub(super) async fn move_extra_aliases(
+        &self,
+        name: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<AliasAction>, MigrationError> {
+        let mut actions = Vec::new();
+        for mut alias in self.extra_aliases(name, from).await? {
+            actions.push(remove(from, &alias.alias));
+            alias.index = to.to_owned();
+            actions.push(AliasAction::AddDefined(alias));
+        }
+        Ok(actions)
     }
 
     /// Alias links of one index.

@@ -79,7 +79,9 @@ impl Action {
             Action::Flip => "ready",
             Action::Rollback => "copying, ready, failed or flipped",
             Action::Cleanup => "flipped (after retention), or live with abandoned generations",
-            Action::Accept => "failed (with document failures) or copying",
+            Action::Accept => {
+                "failed (with document failures), copying, or ready with writes to the old generation"
+            }
             Action::Pause | Action::Resume | Action::Throttle => "copying",
         }
     }
@@ -253,35 +255,43 @@ impl IndexState {
         ))
     }
 
-    /// The operator accepts the recorded document failures: `Failed` →
-    /// `Ready` when that is the only thing wrong; while copying, the flag
-    /// is stored so the copy ends `Ready`.
-    pub fn accept_failures(&self, now: DateTime<Utc>) -> Result<IndexState, IllegalTransition> {
+    /// The operator accepts the recorded document failures and the
+    /// `old_writes` operations measured on the old generation since the
+    /// copy's snapshot: `Failed` → `Ready` when that is all that is wrong;
+    /// while copying the flags are stored so the copy ends `Ready`; when
+    /// `Ready`, new old-generation writes are accepted so the flip may go.
+    pub fn accept_failures(
+        &self,
+        old_writes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<IndexState, IllegalTransition> {
+        let accepted = |copy: &CopyProgress| {
+            let mut copy = copy.clone();
+            copy.accept_failures = true;
+            copy.old_generation_writes = copy.old_generation_writes.max(old_writes);
+            copy.accepted_old_generation_writes = copy.old_generation_writes;
+            copy
+        };
         match &self.phase {
             Phase::Copying {
                 source,
                 target,
                 copy,
-            } => {
-                let mut copy = copy.clone();
-                copy.accept_failures = true;
-                Ok(self.with(
-                    Phase::Copying {
-                        source: source.clone(),
-                        target: target.clone(),
-                        copy,
-                    },
-                    now,
-                ))
-            }
+            } => Ok(self.with(
+                Phase::Copying {
+                    source: source.clone(),
+                    target: target.clone(),
+                    copy: accepted(copy),
+                },
+                now,
+            )),
             Phase::Failed {
                 source,
                 target,
                 copy,
                 ..
             } if copy.finished_at.is_some() => {
-                let mut copy = copy.clone();
-                copy.accept_failures = true;
+                let copy = accepted(copy);
                 copy.verdict()
                     .map_err(|reason| self.illegal(Action::Accept, Some(reason)))?;
                 Ok(self.with(
@@ -296,6 +306,18 @@ impl IndexState {
             Phase::Failed { .. } => Err(self.illegal(
                 Action::Accept,
                 Some("the copy did not finish; roll back and reindex again".into()),
+            )),
+            Phase::Ready {
+                source,
+                target,
+                copy,
+            } if old_writes > copy.accepted_old_generation_writes => Ok(self.with(
+                Phase::Ready {
+                    source: source.clone(),
+                    target: target.clone(),
+                    copy: accepted(copy),
+                },
+                now,
             )),
             _ => Err(self.illegal(Action::Accept, None)),
         }
@@ -520,12 +542,12 @@ mod tests {
         let failed = copying.finish_copy(finished(10, 8, 0, 2), t(2)).unwrap();
         assert_eq!(failed.phase.name(), "failed");
         assert_eq!(failed.flip(t(3)).unwrap_err().phase, "failed");
-        let ready = failed.accept_failures(t(3)).unwrap();
+        let ready = failed.accept_failures(0, t(3)).unwrap();
         assert_eq!(ready.phase.name(), "ready");
         // Counts that do not add up are never accepted.
         let bad = copying.finish_copy(finished(10, 5, 0, 2), t(2)).unwrap();
         assert!(bad
-            .accept_failures(t(3))
+            .accept_failures(0, t(3))
             .unwrap_err()
             .to_string()
             .contains("do not add up"));

@@ -60,6 +60,19 @@ pub struct CopyProgress {
     /// write) is not the one being filled.
     #[serde(default)]
     pub target_uuid: Option<String>,
+    /// The source's highest sequence number per primary shard when the
+    /// copy's read snapshot was taken: any operation on the source after
+    /// it (a write by the old generation's name) is not in the copy.
+    #[serde(default)]
+    pub source_seq_nos: Option<Vec<i64>>,
+    /// Operations on the source since `source_seq_nos`, as last measured:
+    /// writes or deletes by its concrete name that the new generation
+    /// lacks. They block `ready` and the flip until accepted.
+    #[serde(default)]
+    pub old_generation_writes: u64,
+    /// As many old-generation operations as the operator accepted (`accept`).
+    #[serde(default)]
+    pub accepted_old_generation_writes: u64,
     /// The point in time the client copy reads, while it is open: with it
     /// the slices' `after` cursors resume exactly where they stopped.
     #[serde(default)]
@@ -121,6 +134,9 @@ impl CopyProgress {
             lease: None,
             task: None,
             target_uuid: None,
+            source_seq_nos: None,
+            old_generation_writes: 0,
+            accepted_old_generation_writes: 0,
             pit: None,
         }
     }
@@ -163,6 +179,13 @@ impl CopyProgress {
                 self.failed,
                 self.done(),
                 self.total
+            ));
+        }
+        if self.old_generation_writes > self.accepted_old_generation_writes {
+            return Err(format!(
+                "{} operations reached the old generation by its name after the copy's snapshot (writes that bypass the write alias); \
+                 the new generation lacks them. Find the writer, then roll back, or accept the loss with `reindexd accept`",
+                self.old_generation_writes
             ));
         }
         if self.failed > 0 && !self.accept_failures {

@@ -1,11 +1,13 @@
 //! Alias changes whose answer was lost (a 5xx, a timeout, a dropped
 //! connection): the cluster is read back and the change is known to be
-//! applied, not applied, or in neither shape — never guessed. Also the
-//! drift between a state and the aliases it expects, for `status`.
+//! applied, not applied, or in neither shape — never guessed. Also what
+//! `status` must show from the cluster as it is: the drift between a state
+//! and its aliases, writes to the old generation by name.
 
 use super::error::MigrationError;
 use super::ops::Migrator;
 use super::phase::IndexState;
+use super::view::IndexView;
 use crate::es::{AliasAction, AliasEntry, EsError};
 
 /// What the cluster's aliases say about an `_aliases` request.
@@ -36,6 +38,9 @@ pub fn alias_outcome(
                 && &l.alias == alias
                 && (is_write_index.is_none() || l.is_write_index == *is_write_index)
         }),
+        AliasAction::AddDefined(d) => links
+            .iter()
+            .any(|l| l.index == d.index && l.alias == d.alias),
         AliasAction::Remove { index, alias, .. } => {
             !links.iter().any(|l| &l.index == index && &l.alias == alias)
         }
@@ -87,6 +92,27 @@ impl Migrator {
         }
     }
 
+    /// Fills in what `view` of `state` must show from the cluster as it is
+    /// now: drift between phase and aliases, and writes to the old
+    /// generation since the copy's snapshot (also after the copy ended).
+    pub async fn observe(
+        &self,
+        state: &IndexState,
+        view: &mut IndexView,
+    ) -> Result<(), MigrationError> {
+        view.drift = self.drift(state).await?;
+        let (Some(copy), Some(progress)) = (state.phase.copy(), view.progress.as_mut()) else {
+            return Ok(());
+        };
+        if matches!(state.phase.name(), "ready" | "failed" | "copying") {
+            let now = self
+                .old_generation_writes(state.phase.read_index(), copy)
+                .await?;
+            progress.old_generation_writes = progress.old_generation_writes.max(now);
+        }
+        Ok(())
+    }
+
     /// How the aliases differ from what `state` expects, or `None` when
     /// they agree (read alias on exactly the read index, write alias on
     /// exactly the write index).
@@ -133,6 +159,7 @@ fn alias_pattern(actions: &[AliasAction]) -> String {
         .iter()
         .map(|a| match a {
             AliasAction::Add { alias, .. } | AliasAction::Remove { alias, .. } => alias.as_str(),
+            AliasAction::AddDefined(d) => d.alias.as_str(),
         })
         .collect();
     names.sort_unstable();
@@ -171,8 +198,14 @@ mod tests {
     fn the_aliases_tell_applied_from_not_applied() {
         let before = [link("r", "a", None), link("w", "a", Some(true))];
         let after = [link("r", "a", None), link("w", "b", Some(true))];
-        assert_eq!(alias_outcome(&stage1(), &before, &before), AliasOutcome::NotApplied);
-        assert_eq!(alias_outcome(&stage1(), &before, &after), AliasOutcome::Applied);
+        assert_eq!(
+            alias_outcome(&stage1(), &before, &before),
+            AliasOutcome::NotApplied
+        );
+        assert_eq!(
+            alias_outcome(&stage1(), &before, &after),
+            AliasOutcome::Applied
+        );
     }
 
     #[test]
@@ -196,19 +229,31 @@ mod tests {
             },
         ];
         let before = [link("r", "a", None), link("w", "b", Some(true))];
-        assert_eq!(alias_outcome(&rollback, &before, &before), AliasOutcome::NotApplied);
+        assert_eq!(
+            alias_outcome(&rollback, &before, &before),
+            AliasOutcome::NotApplied
+        );
     }
 
     #[test]
     fn anything_else_is_unknown() {
         let before = [link("r", "a", None), link("w", "a", Some(true))];
         let both = [link("w", "a", Some(false)), link("w", "b", Some(true))];
-        assert_eq!(alias_outcome(&stage1(), &before, &both), AliasOutcome::Unknown);
+        assert_eq!(
+            alias_outcome(&stage1(), &before, &both),
+            AliasOutcome::Unknown
+        );
         let none: [AliasEntry; 0] = [];
-        assert_eq!(alias_outcome(&stage1(), &before, &none), AliasOutcome::Unknown);
+        assert_eq!(
+            alias_outcome(&stage1(), &before, &none),
+            AliasOutcome::Unknown
+        );
         // The add holds but not as the write index.
         let plain = [link("w", "b", None)];
-        assert_eq!(alias_outcome(&stage1(), &before, &plain), AliasOutcome::Unknown);
+        assert_eq!(
+            alias_outcome(&stage1(), &before, &plain),
+            AliasOutcome::Unknown
+        );
     }
 
     #[test]

@@ -136,7 +136,10 @@ impl Migrator {
             }
             _ => {}
         }
-        let actions = self.rollback_actions(name, &old).await?;
+        let mut actions = self.rollback_actions(name, &old).await?;
+        if stored.state.phase.name() == "flipped" {
+            actions.extend(self.move_extra_aliases(name, &new, &old).await?);
+        }
         self.transition(&stored, next, &actions).await?;
         let state = self.finish_rollback(name, &stored, &new).await?;
         if stored.state.phase.name() != "copying" {
@@ -286,7 +289,11 @@ impl Migrator {
     ) -> Result<Duration, MigrationError> {
         let es = self.es();
         self.apply(old, new, first).await?;
-        let actions = self.rollback_actions(&stored.state.name, old).await?;
+        let name = &stored.state.name;
+        let mut actions = self.rollback_actions(name, old).await?;
+        if stored.state.phase.name() == "flipped" {
+            actions.extend(self.move_extra_aliases(name, new, old).await?);
+        }
         es.set_write_block(new, true).await?;
         let blocked = Instant::now();
         let switched = async {

@@ -39,6 +39,11 @@ pub struct ProgressView {
     /// Already there from this copy's own earlier write.
     pub resent: u64,
     pub failed: u64,
+    /// Operations on the old generation by its name since the copy's
+    /// snapshot, and how many of them the operator accepted: more than
+    /// accepted blocks `ready` and the flip.
+    pub old_generation_writes: u64,
+    pub accepted_old_generation_writes: u64,
     /// 0.0 to 1.0.
     pub ratio: f64,
     pub paused: bool,
@@ -73,6 +78,8 @@ impl ProgressView {
             superseded: copy.superseded,
             resent: copy.resent,
             failed: copy.failed,
+            old_generation_writes: copy.old_generation_writes,
+            accepted_old_generation_writes: copy.accepted_old_generation_writes,
             ratio: copy.ratio(),
             paused: copy.paused,
             requests_per_second: copy.requests_per_second,

@@ -1,0 +1,138 @@
+//! Writes to the old generation by its concrete name, on the real node:
+//! they bypass the write alias, so the new generation lacks them. They are
+//! detected exactly — even when they add up to nothing (an update, a create
+//! and a delete) — by the old generation's sequence numbers, shown in
+//! status and metrics, and block `ready` and the flip until accepted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{code, Daemon, Env, MAPPING_V2};
+use reindexd::copy::{drive, CopyHandle};
+use reindexd::migration::Action;
+
+/// An update, a create and a delete: the document count does not move.
+async fn net_zero_writes(env: &Env, index: &str) {
+    let body = format!(
+        "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"1\"}}}}\n{{\"n\":1,\"title\":\"changed by name\"}}\n\
+         {{\"index\":{{\"_index\":\"{index}\",\"_id\":\"new-by-name\"}}}}\n{{\"n\":-1}}\n\
+         {{\"delete\":{{\"_index\":\"{index}\",\"_id\":\"2\"}}}}\n"
+    );
+    let answer = env.es.bulk(body.into(), Some("true"), None).await.unwrap();
+    assert!(!answer.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_the_old_generation_during_the_copy_fail_it_until_accepted() {
+    let env = Env::new(
+        "oldgen1",
+        &["kb"],
+        "[copy]\npage_size = 100\ncheckpoint_interval = \"1s\"",
+    )
+    .await;
+    let m = &env.migrator;
+    m.init("kb").await.unwrap();
+    env.load_docs("kb", 1_000).await;
+    env.set_mapping("kb", MAPPING_V2);
+    let state = m.reindex("kb").await.unwrap();
+    let old = state.phase.read_index().to_owned();
+    m.update_copy("kb", Action::Throttle, |c| {
+        c.requests_per_second = Some(400.0)
+    })
+    .await
+    .unwrap();
+    let copy = {
+        let m = m.clone();
+        tokio::spawn(
+            async move { drive(&m, "kb", "oldgen-test", &CopyHandle::detached("kb")).await },
+        )
+    };
+    // Once the copy reads its snapshot, write by name.
+    common::eventually("the copy's snapshot", Duration::from_secs(30), || async {
+        let state = m.load("kb").await.unwrap().state;
+        state
+            .phase
+            .copy()
+            .is_some_and(|c| c.source_seq_nos.is_some())
+    })
+    .await;
+    let count_before = env.es.count(&old).await.unwrap();
+    net_zero_writes(&env, &old).await;
+    assert_eq!(
+        env.es.count(&old).await.unwrap(),
+        count_before,
+        "net zero by count"
+    );
+
+    let state = copy.await.unwrap().unwrap();
+    assert_eq!(state.phase.name(), "failed", "{:?}", state.phase);
+    let copy = state.phase.copy().unwrap();
+    assert_eq!(copy.old_generation_writes, 3, "{copy:?}");
+    let reindexd::migration::Phase::Failed { reason, .. } = &state.phase else {
+        unreachable!()
+    };
+    assert!(reason.contains("old generation"), "{reason}");
+
+    let state = m.accept("kb").await.unwrap();
+    assert_eq!(state.phase.name(), "ready");
+    m.flip("kb").await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_the_old_generation_after_ready_block_the_flip() {
+    let env = Env::new("oldgen2", &["kb"], "").await;
+    let m = &env.migrator;
+    m.init("kb").await.unwrap();
+    env.load_docs("kb", 300).await;
+    env.set_mapping("kb", MAPPING_V2);
+    let old = m.reindex("kb").await.unwrap().phase.read_index().to_owned();
+    let state = drive(m, "kb", "oldgen-test", &CopyHandle::detached("kb"))
+        .await
+        .unwrap();
+    assert_eq!(state.phase.name(), "ready");
+    net_zero_writes(&env, &old).await;
+
+    let daemon = Daemon::start(&env).await;
+    let before = env.snapshot(&["kb"]).await;
+    let (status, err) = daemon.post("/v1/indexes/kb/flip", None).await;
+    assert_eq!(
+        code(status, &err),
+        (409, Some("old_generation_written")),
+        "{err}"
+    );
+    assert_eq!(
+        env.snapshot(&["kb"]).await,
+        before,
+        "a refused flip changes nothing"
+    );
+    let (_, view) = daemon.get("/v1/indexes/kb").await;
+    assert_eq!(view["progress"]["old_generation_writes"], 3, "{view}");
+    let metrics = daemon
+        .http
+        .get(format!("{}/metrics", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("reindexd_old_generation_writes{index=\"kb\"} 3"),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("old_generation"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    let (status, view) = daemon.post("/v1/indexes/kb/accept", None).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        view["progress"]["accepted_old_generation_writes"], 3,
+        "{view}"
+    );
+    let (status, flipped) = daemon.post("/v1/indexes/kb/flip", None).await;
+    assert_eq!(status, 200, "{flipped}");
+    daemon.stop().await;
+    env.cleanup().await;
+}
