@@ -121,7 +121,11 @@ async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() 
         "a graceful stop gives the copy up: {:?}",
         copy.lease
     );
-    let confirmed: u64 = copy.slices.iter().map(|s| s.copied + s.superseded).sum();
+    let confirmed: u64 = copy
+        .slices
+        .iter()
+        .map(|s| s.copied + s.superseded + s.resent)
+        .sum();
     assert!(confirmed > 0, "a checkpoint was saved: {copy:?}");
 
     // The next daemon takes the copy over without waiting for a lease.
@@ -140,7 +144,7 @@ async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() 
     second.wait().await.unwrap();
     assert_eq!(state.phase.name(), "ready", "{:?}", state.phase);
     let p = state.phase.copy().unwrap();
-    assert_eq!(p.copied + p.superseded, 6_000);
+    assert_eq!(p.copied + p.superseded + p.resent, 6_000);
     env.cleanup().await;
 }
 
@@ -301,7 +305,7 @@ async fn sighup_retunes_a_running_copy() {
     }
     let state = env.migrator.load("kb").await.unwrap().state;
     let p = state.phase.copy().unwrap();
-    assert_eq!(p.copied + p.superseded, 4_000);
+    assert_eq!(p.copied + p.superseded + p.resent, 4_000);
     signal(&child, "TERM");
     assert!(child.wait().await.unwrap().success());
     env.cleanup().await;

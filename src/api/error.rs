@@ -51,6 +51,7 @@ impl From<MigrationError> for ApiError {
             M::WritesWouldBeLost { .. } => (StatusCode::CONFLICT, "writes_would_be_lost"),
             M::CleanupIncomplete { .. } => (StatusCode::BAD_GATEWAY, "cleanup_incomplete"),
             M::OldGenerationWritten { .. } => (StatusCode::CONFLICT, "old_generation_written"),
+            M::CannotRepair { .. } => (StatusCode::CONFLICT, "cannot_repair"),
             M::StateUnknown { .. } => (StatusCode::BAD_GATEWAY, "state_unknown"),
             M::AliasesUnknown { .. } => (StatusCode::BAD_GATEWAY, "aliases_unknown"),
             M::Replay(_) => (StatusCode::BAD_GATEWAY, "replay_failed"),

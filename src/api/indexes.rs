@@ -55,7 +55,11 @@ async fn one_view(app: &AppState, name: &str) -> Result<IndexView, ApiError> {
             app.migrator.observe(&stored.state, &mut view).await?;
             view
         }
-        None => IndexView::uninitialized(name),
+        None => {
+            let mut view = IndexView::uninitialized(name);
+            view.drift = app.migrator.missing_state(name).await?;
+            view
+        }
     })
 }
 
@@ -252,6 +256,19 @@ pub async fn rollback(
     })?;
     answer["rollback"] = json!(report);
     Ok(Json(answer))
+}
+
+/// Rebuilds a lost state or aligns drifted aliases with the state.
+pub async fn repair(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    body::<Empty>(&bytes)?;
+    let (state, repaired) = app.migrator.repair(&name).await?;
+    Ok(Json(
+        json!({"repaired": repaired, "index": view_of(&app, &state)}),
+    ))
 }
 
 pub async fn cleanup(

@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/indexes/{name}/accept", post(indexes::accept))
         .route("/indexes/{name}/flip", post(indexes::flip))
         .route("/indexes/{name}/rollback", post(indexes::rollback))
+        .route("/indexes/{name}/repair", post(indexes::repair))
         .route("/indexes/{name}/cleanup", post(indexes::cleanup))
         .route("/reindex", post(indexes::megapack));
     Router::new()

@@ -73,6 +73,9 @@ pub enum Command {
     Rollback(Rollback),
     /// Delete generations no longer needed (after retention).
     Cleanup(One),
+    /// Rebuild a lost state from the aliases, or put drifted aliases where
+    /// the state says.
+    Repair(One),
     /// Validate the configuration and mapping files; print the effective config.
     CheckConfig(CheckConfig),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
@@ -254,6 +257,24 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
                 state.phase.read_index()
             );
             println!("{}", rollback_report(&report));
+            Ok(())
+        }
+        Command::Repair(o) => {
+            let (state, repaired) = migrator.repair(&o.name).await?;
+            let what = match repaired {
+                crate::migration::Repaired::Nothing => "state and aliases agree; nothing to repair",
+                crate::migration::Repaired::StateRebuilt => {
+                    "the lost state was rebuilt from the aliases"
+                }
+                crate::migration::Repaired::AliasesMoved => {
+                    "the aliases were moved to where the state says"
+                }
+            };
+            println!("{}: {what}", o.name);
+            println!(
+                "{}",
+                describe(&IndexView::new(&state, None, chrono::Utc::now()))
+            );
             Ok(())
         }
         Command::Cleanup(o) => {

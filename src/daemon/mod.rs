@@ -95,6 +95,35 @@ pub async fn run(
     Ok(served?)
 }
 
+/// At start: a configured index with aliases but no state document (the
+/// state index was deleted by hand) gets its state rebuilt, or a log line
+/// saying why it cannot.
+async fn rebuild_lost_states(migrator: &Migrator) {
+    for index in &migrator.config().indexes {
+        let name = &index.name;
+        match migrator.store().get(name).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => {
+                warn!(index = %name, error = %e, "cannot read the state");
+                continue;
+            }
+        }
+        match migrator.missing_state(name).await {
+            Ok(Some(_)) => match migrator.repair(name).await {
+                Ok((state, _)) => {
+                    warn!(index = %name, phase = state.phase.name(), "the state document was missing; rebuilt from the aliases")
+                }
+                Err(e) => {
+                    error!(index = %name, error = %e, "the state document is missing and cannot be rebuilt")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => warn!(index = %name, error = %e, "cannot read the aliases"),
+        }
+    }
+}
+
 /// Starts a job for every `copying` index whose lease is free or ours.
 async fn scan(
     migrator: Migrator,
@@ -110,6 +139,7 @@ async fn scan(
                     info!("cluster answered; state index ready");
                     ready = true;
                     cluster_ready.send_replace(true);
+                    rebuild_lost_states(&migrator).await;
                 }
                 Err(e) if e.is_auth() => {
                     error!(error = %e, "the cluster refused the credentials; fix the configuration")

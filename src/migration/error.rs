@@ -66,6 +66,9 @@ pub enum MigrationError {
         index: String,
         source: EsError,
     },
+    /// The cluster does not say enough to rebuild or align the state.
+    #[error("cannot repair {name}: {why}")]
+    CannotRepair { name: String, why: String },
     /// Replaying the application's writes into the old generation failed;
     /// the aliases did not move.
     #[error("rollback replay failed, the aliases did not move: {0}")]

@@ -40,7 +40,11 @@ impl Migrator {
                 self.observe(&stored.state, &mut view).await?;
                 view
             }
-            None => IndexView::uninitialized(name),
+            None => {
+                let mut view = IndexView::uninitialized(name);
+                view.drift = self.missing_state(name).await?;
+                view
+            }
         })
     }
 
