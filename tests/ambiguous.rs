@@ -1,4 +1,5 @@
-//! Lost answers on every mutating call of stage 1, flip and rollback, from
+//! Lost answers on every mutating call of stage 1, the copy, flip, rollback
+//! and cleanup, from
 //! the fault proxy in front of the real node, with an application writing
 //! through the aliases: the answer lost after the change applied (a 500,
 //! a dropped connection, a hang), and the refusal before it. Each ends with
@@ -8,7 +9,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::app::App;
@@ -42,8 +42,12 @@ struct World {
 
 impl World {
     async fn new(label: &str) -> World {
+        Self::with(label, "").await
+    }
+
+    async fn with(label: &str, extra: &str) -> World {
         let proxy = FaultProxy::start(&common::es_url());
-        let env = Env::on_node(proxy.url(), label, &["kb"], "").await;
+        let env = Env::on_node(proxy.url(), label, &["kb"], extra).await;
         let mut options = ConnectOptions::new(proxy.url().parse().unwrap());
         options.request_timeout = Duration::from_secs(3);
         let migrator = Migrator::new(EsClient::connect(&options).unwrap(), env.config.clone());
@@ -194,6 +198,88 @@ async fn flip_and_rollback_settle_every_lost_answer() {
     w.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_copy_and_cleanup_settle_every_lost_answer() {
+    let w = World::with(
+        "amb3",
+        "[copy]\nbatch_bytes = \"16KiB\"\npage_size = 100\ncheckpoint_interval = \"1s\"",
+    )
+    .await;
+    let mut app = App::new(&w.env.write_alias("kb"), INITIAL, 0xa11_0003);
+    let bulk = || Match::path(Method::POST, "/_bulk");
+    let rules = [
+        w.proxy
+            .inject(Rule::new(bulk(), Fault::ForwardThenRespond(500)).starting_at(2)),
+        w.proxy
+            .inject(Rule::new(bulk(), Fault::DropMidAnswer).starting_at(4)),
+        w.proxy
+            .inject(Rule::new(bulk(), Fault::RespondWithoutForwarding(503)).starting_at(6)),
+        w.proxy
+            .inject(Rule::new(state_write(&w.env), Fault::ForwardThenRespond(500)).starting_at(2)),
+        w.proxy.inject(
+            Rule::new(state_write(&w.env), Fault::RespondWithoutForwarding(500)).starting_at(4),
+        ),
+    ];
+    w.migrator.reindex("kb").await.unwrap();
+    w.env.throttle("kb", 300.0).await;
+    let running = writer(&w.direct, app, 150);
+    w.finish_copy().await;
+    app = running.await.unwrap();
+    for rule in &rules {
+        assert_eq!(rule.fired(), 1, "every fault fired");
+    }
+    let state = w.migrator.load("kb").await.unwrap().state;
+    let copy = state.phase.copy().unwrap();
+    assert_eq!(
+        copy.copied + copy.superseded + copy.resent,
+        INITIAL,
+        "{copy:?}"
+    );
+    assert_eq!(copy.failed, 0, "{copy:?}");
+    assert!(
+        copy.resent > 0,
+        "the bulks whose answers were lost came back as resent: {copy:?}"
+    );
+    w.assert_consistent(&app, "copy").await;
+
+    // Cleanup of the abandoned generation, its delete answered with a 500
+    // after it applied, then refused before it reached the node.
+    for (fault, deleted) in [
+        (Fault::ForwardThenRespond(500), true),
+        (Fault::RespondWithoutForwarding(500), false),
+    ] {
+        let what = format!("cleanup, {fault:?}");
+        let (state, _) = w
+            .migrator
+            .rollback("kb", WritesPolicy::Replay)
+            .await
+            .unwrap();
+        let abandoned = state.abandoned.last().unwrap().clone();
+        let rule = w.proxy.inject(Rule::new(
+            Match::path(Method::DELETE, &format!("/{abandoned}")),
+            fault,
+        ));
+        let result = w.migrator.cleanup("kb").await;
+        assert_eq!(rule.fired(), 1, "{what}");
+        assert_eq!(result.is_ok(), deleted, "{what}: {result:?}");
+        assert_eq!(
+            w.direct.index_exists(&abandoned).await.unwrap(),
+            !deleted,
+            "{what}"
+        );
+        let listed = w.migrator.load("kb").await.unwrap().state.abandoned;
+        assert_eq!(listed.contains(&abandoned), !deleted, "{what}: {listed:?}");
+        w.assert_consistent(&app, &what).await;
+        if !deleted {
+            w.migrator.cleanup("kb").await.unwrap();
+            assert!(!w.direct.index_exists(&abandoned).await.unwrap());
+        }
+        w.migrator.reindex("kb").await.unwrap();
+        w.finish_copy().await;
+    }
+    w.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generation_deleted_during_the_copy_fails_it_with_the_reason() {
     let env = Env::new(
@@ -202,27 +288,9 @@ async fn a_generation_deleted_during_the_copy_fails_it_with_the_reason() {
         "[copy]\ncheckpoint_interval = \"1s\"\npage_size = 100",
     )
     .await;
-    let m = &env.migrator;
-    m.init("kb").await.unwrap();
-    env.load_docs("kb", 2_000).await;
-    env.set_mapping("kb", MAPPING_V2);
-    let target = m
-        .reindex("kb")
-        .await
-        .unwrap()
-        .phase
-        .write_index()
-        .to_owned();
-    m.update_copy("kb", reindexd::migration::Action::Throttle, |c| {
-        c.requests_per_second = Some(300.0)
-    })
-    .await
-    .unwrap();
-    let handle = Arc::new(CopyHandle::detached("kb"));
-    let copy = {
-        let (m, handle) = (m.clone(), handle.clone());
-        tokio::spawn(async move { drive(&m, "kb", "gone-test", &handle).await })
-    };
+    let (_, target) = env.stage1("kb", 2_000).await;
+    env.throttle("kb", 300.0).await;
+    let copy = env.spawn_copy("kb", "gone-test");
     common::eventually("some documents copied", Duration::from_secs(30), || async {
         let _ = env.es.refresh(&target).await;
         env.es.count(&target).await.is_ok_and(|n| n > 0)
@@ -238,5 +306,14 @@ async fn a_generation_deleted_during_the_copy_fails_it_with_the_reason() {
         reason.contains(&target) && (reason.contains("deleted") || reason.contains("replaced")),
         "{reason}"
     );
+    // Rollback is still there: the old generation takes reads and writes.
+    let (state, _) = env
+        .migrator
+        .rollback("kb", WritesPolicy::Discard)
+        .await
+        .unwrap();
+    assert_eq!(state.phase.name(), "live");
+    let old = state.phase.read_index().to_owned();
+    assert_eq!(env.aliases("kb").await, (vec![old.clone()], vec![old]));
     env.cleanup().await;
 }

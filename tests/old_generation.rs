@@ -8,9 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{code, Daemon, Env, MAPPING_V2};
-use reindexd::copy::{drive, CopyHandle};
-use reindexd::migration::Action;
+use common::{code, Daemon, Env};
 
 /// An update, a create and a delete: the document count does not move.
 async fn net_zero_writes(env: &Env, index: &str) {
@@ -32,22 +30,9 @@ async fn writes_to_the_old_generation_during_the_copy_fail_it_until_accepted() {
     )
     .await;
     let m = &env.migrator;
-    m.init("kb").await.unwrap();
-    env.load_docs("kb", 1_000).await;
-    env.set_mapping("kb", MAPPING_V2);
-    let state = m.reindex("kb").await.unwrap();
-    let old = state.phase.read_index().to_owned();
-    m.update_copy("kb", Action::Throttle, |c| {
-        c.requests_per_second = Some(400.0)
-    })
-    .await
-    .unwrap();
-    let copy = {
-        let m = m.clone();
-        tokio::spawn(
-            async move { drive(&m, "kb", "oldgen-test", &CopyHandle::detached("kb")).await },
-        )
-    };
+    let (old, _) = env.stage1("kb", 1_000).await;
+    env.throttle("kb", 400.0).await;
+    let copy = env.spawn_copy("kb", "oldgen-test");
     // Once the copy reads its snapshot, write by name.
     common::eventually("the copy's snapshot", Duration::from_secs(30), || async {
         let state = m.load("kb").await.unwrap().state;
@@ -83,14 +68,8 @@ async fn writes_to_the_old_generation_during_the_copy_fail_it_until_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_to_the_old_generation_after_ready_block_the_flip() {
     let env = Env::new("oldgen2", &["kb"], "").await;
-    let m = &env.migrator;
-    m.init("kb").await.unwrap();
-    env.load_docs("kb", 300).await;
-    env.set_mapping("kb", MAPPING_V2);
-    let old = m.reindex("kb").await.unwrap().phase.read_index().to_owned();
-    let state = drive(m, "kb", "oldgen-test", &CopyHandle::detached("kb"))
-        .await
-        .unwrap();
+    let (old, _) = env.stage1("kb", 300).await;
+    let state = env.spawn_copy("kb", "oldgen-test").await.unwrap().unwrap();
     assert_eq!(state.phase.name(), "ready");
     net_zero_writes(&env, &old).await;
 

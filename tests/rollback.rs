@@ -11,30 +11,18 @@ use std::time::Duration;
 
 use common::app::App;
 use common::{code, Daemon, Env, MAPPING_V2};
-use reindexd::copy::{drive, CopyHandle};
-use reindexd::migration::Action;
 use serde_json::json;
 
 /// Stage 1 of `kb` with a throttled copy while `app` writes; returns the
 /// old and new generations once the copy is `ready`.
 async fn copy_with_writer(env: &Env, app: &mut App, ops: u64) -> (String, String) {
-    let m = &env.migrator;
-    let state = m.reindex("kb").await.unwrap();
+    let state = env.migrator.reindex("kb").await.unwrap();
     let (old, new) = (
         state.phase.read_index().to_owned(),
         state.phase.write_index().to_owned(),
     );
-    m.update_copy("kb", Action::Throttle, |c| {
-        c.requests_per_second = Some(1_500.0)
-    })
-    .await
-    .unwrap();
-    let copy = {
-        let m = m.clone();
-        tokio::spawn(
-            async move { drive(&m, "kb", "rollback-test", &CopyHandle::detached("kb")).await },
-        )
-    };
+    env.throttle("kb", 1_500.0).await;
+    let copy = env.spawn_copy("kb", "rollback-test");
     app.run(&env.es, ops).await;
     let state = copy.await.unwrap().unwrap();
     assert_eq!(state.phase.name(), "ready", "{:?}", state.phase);
@@ -91,15 +79,26 @@ async fn replay_puts_every_write_and_delete_since_stage_1_into_the_old_generatio
         "a refused rollback changes nothing"
     );
 
+    // The application keeps writing through the rollback, retrying what
+    // the switch blocks.
+    let writer = {
+        let es = env.es.clone();
+        let mut app = app;
+        tokio::spawn(async move {
+            app.run(&es, 150).await;
+            app
+        })
+    };
     let (status, view) = daemon
         .post("/v1/indexes/kb/rollback", Some(r#"{"writes": "replay"}"#))
         .await;
+    let mut app = writer.await.unwrap();
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["phase"], "live");
     let report = &view["rollback"];
     assert_eq!(report["writes"], "replay");
-    assert_eq!(report["written"], written, "{report}");
-    assert_eq!(report["deleted"], deleted, "{report}");
+    assert!(report["written"].as_u64().unwrap() >= written, "{report}");
+    assert!(report["deleted"].as_u64().unwrap() >= deleted, "{report}");
     assert!(report["write_pause_ms"].is_u64(), "{report}");
     assert_eq!(
         env.aliases("kb").await,

@@ -111,7 +111,6 @@ impl EsClient {
         max: u32,
         page: usize,
     ) -> Result<Vec<KeyVersion>, EsError> {
-        let path = format!("/{}/_search", seg(index));
         let mut body = json!({
             "size": page, "sort": ["_doc"], "_source": false, "version": true,
             "query": {"match_all": {}},
@@ -119,8 +118,39 @@ impl EsClient {
         if max > 1 {
             body["slice"] = json!({"id": id, "max": max});
         }
+        self.scan_keys(index, None, body, page).await
+    }
+
+    /// Keys and versions of the documents of shard `shard` whose last
+    /// operation came after sequence number `after`.
+    pub async fn changed_since(
+        &self,
+        index: &str,
+        shard: usize,
+        after: i64,
+        page: usize,
+    ) -> Result<Vec<KeyVersion>, EsError> {
+        let body = json!({
+            "size": page, "sort": ["_doc"], "_source": false, "version": true,
+            "query": {"range": {"_seq_no": {"gt": after}}},
+        });
+        self.scan_keys(index, Some(&format!("_shards:{shard}")), body, page)
+            .await
+    }
+
+    /// Scrolls through every hit of `body` (a `_source: false`,
+    /// `version: true` search) for keys and versions.
+    async fn scan_keys(
+        &self,
+        index: &str,
+        preference: Option<&str>,
+        body: Value,
+        page: usize,
+    ) -> Result<Vec<KeyVersion>, EsError> {
+        let path = format!("/{}/_search", seg(index));
         let filter = "_scroll_id,hits.hits._id,hits.hits._routing,hits.hits._version";
-        let query = [("scroll", SCAN_KEEP_ALIVE), ("filter_path", filter)];
+        let mut query = vec![("scroll", SCAN_KEEP_ALIVE), ("filter_path", filter)];
+        query.extend(preference.map(|p| ("preference", p)));
         let bytes = self
             .send_ok(Method::Post, &path, &query, Some(Body::json(&body)), None)
             .await?;

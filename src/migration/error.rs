@@ -53,18 +53,18 @@ pub enum MigrationError {
     /// read back either.
     #[error("{name}: the cluster did not answer a state change ({source}) and the state could not be read back; \
              look at `reindexd status {name}` once the cluster answers")]
-    StateUnknown { name: String, source: EsError },
+    StateUnknown { name: String, source: Box<EsError> },
     /// An alias change whose answer was lost left the aliases in neither
     /// the old nor the new shape.
     #[error("{name}: the cluster did not answer an alias change ({source}) and the aliases are now in neither the old nor the new shape; \
              `reindexd status {name}` shows the drift and `reindexd rollback {name}` puts them right")]
-    AliasesUnknown { name: String, source: EsError },
+    AliasesUnknown { name: String, source: Box<EsError> },
     /// Cleanup could not delete a generation; it stays listed.
     #[error("{name}: cleanup could not delete {index} ({source}); it stays listed as abandoned, run cleanup again")]
     CleanupIncomplete {
         name: String,
         index: String,
-        source: EsError,
+        source: Box<EsError>,
     },
     /// The cluster does not say enough to rebuild or align the state.
     #[error("cannot repair {name}: {why}")]

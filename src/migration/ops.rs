@@ -201,7 +201,7 @@ impl Migrator {
         Err(MigrationError::CleanupIncomplete {
             name: name.to_owned(),
             index,
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -469,7 +469,7 @@ impl Migrator {
             }
             Err(AliasFailure::Unknown(e)) => Err(MigrationError::AliasesUnknown {
                 name: written.state.name.clone(),
-                source: e,
+                source: Box::new(e),
             }),
         }
     }

@@ -170,8 +170,9 @@ impl Migrator {
             .await?
             .into_iter()
             .filter(|l| {
-                !(l.alias == read && l.index == read_on)
-                    && !(l.alias == write && l.index == write_on)
+                let kept = (l.alias == read && l.index == read_on)
+                    || (l.alias == write && l.index == write_on);
+                !kept
             })
             .map(|l| remove(&l.index, &l.alias))
             .collect();
@@ -181,7 +182,7 @@ impl Migrator {
             super::resolve::AliasFailure::NotApplied(e) => e.into(),
             super::resolve::AliasFailure::Unknown(e) => MigrationError::AliasesUnknown {
                 name: state.name.clone(),
-                source: e,
+                source: Box::new(e),
             },
         })
     }

@@ -122,7 +122,7 @@ impl Migrator {
             }
             WritesPolicy::Replay => {
                 let pause = self
-                    .replay(&old, &new, &delta, &present, &stored, next)
+                    .replay(&old, &new, &delta, &present, &seq_nos, &stored, next)
                     .await?;
                 report.write_pause_ms = Some(pause.as_millis() as u64);
                 let state = self.finish_rollback(name, &stored, &new).await?;
@@ -142,7 +142,7 @@ impl Migrator {
         }
         self.transition(&stored, next, &actions).await?;
         let state = self.finish_rollback(name, &stored, &new).await?;
-        if stored.state.phase.name() != "copying" {
+        if stored.state.phase.name() != "copying" && !seq_nos.is_empty() {
             // Nothing but the application writes there now: operations
             // since the look raced the switch and are not in the counts.
             let after = self.es().max_seq_nos(&new).await?;
@@ -223,6 +223,16 @@ impl Migrator {
         copy: Option<&CopyProgress>,
     ) -> Result<Look, MigrationError> {
         let es = self.es();
+        if !es.index_exists(new).await? {
+            // Deleted by hand: whatever it held is gone already.
+            return Ok(look(
+                Default::default(),
+                Some(HashSet::new()),
+                None,
+                HashSet::new(),
+                Vec::new(),
+            ));
+        }
         let slices = es.primary_shards(new).await?;
         let seq_before = es.max_seq_nos(new).await?;
         es.refresh(new).await?;
@@ -284,6 +294,7 @@ impl Migrator {
         new: &str,
         first: &Delta,
         before: &HashSet<DocKey>,
+        seq_nos: &[i64],
         stored: &Stored,
         next: IndexState,
     ) -> Result<Duration, MigrationError> {
@@ -294,18 +305,27 @@ impl Migrator {
         if stored.state.phase.name() == "flipped" {
             actions.extend(self.move_extra_aliases(name, new, old).await?);
         }
-        es.set_write_block(new, true).await?;
+        if let Err(e) = es.set_write_block(new, true).await {
+            // A lost answer may have set it: never leave the block behind.
+            let _ = es.set_write_block(new, false).await;
+            return Err(e.into());
+        }
         let blocked = Instant::now();
         let switched = async {
             es.refresh(new).await?;
-            let scan = es
-                .scan_versions(new, es.primary_shards(new).await?, SCAN_PAGE)
-                .await?;
-            let later = Delta {
-                written: delta::writes(&scan),
-                deleted: Some(HashSet::new()),
+            let change = match self.changed_since(new, seq_nos).await? {
+                Some(change) => change,
+                None => {
+                    let scan = es
+                        .scan_versions(new, es.primary_shards(new).await?, SCAN_PAGE)
+                        .await?;
+                    let later = Delta {
+                        written: delta::writes(&scan),
+                        deleted: Some(HashSet::new()),
+                    };
+                    first.since(&later, before, &delta::present(&scan))
+                }
             };
-            let change = first.since(&later, before, &delta::present(&scan));
             self.apply(old, new, &change).await?;
             es.refresh(old).await?;
             self.transition(stored, next, &actions).await
@@ -318,6 +338,39 @@ impl Migrator {
             warn!(generation = %new, error = %e, "could not lift the write block of the abandoned generation");
         }
         Ok(pause)
+    }
+
+    /// What changed in `new` since its shards were at `seq_nos`, read from
+    /// the operations after them alone — when every such operation is the
+    /// last one of a live document (no delete, nothing written twice).
+    /// `None`: the caller must compare whole scans.
+    async fn changed_since(
+        &self,
+        new: &str,
+        seq_nos: &[i64],
+    ) -> Result<Option<Delta>, MigrationError> {
+        let now = self.es().max_seq_nos(new).await?;
+        if now.len() != seq_nos.len() {
+            return Ok(None);
+        }
+        let mut written = std::collections::HashMap::new();
+        for (shard, (now, then)) in now.iter().zip(seq_nos).enumerate() {
+            if now == then {
+                continue;
+            }
+            let docs = self
+                .es()
+                .changed_since(new, shard, *then, SCAN_PAGE)
+                .await?;
+            if docs.len() as i64 != now - then || docs.iter().any(|d| d.version < 1) {
+                return Ok(None);
+            }
+            written.extend(docs.into_iter().map(|d| (d.key, d.version)));
+        }
+        Ok(Some(Delta {
+            written,
+            deleted: Some(HashSet::new()),
+        }))
     }
 
     /// Writes `delta` into `to`: each written document as it is in `from`

@@ -100,7 +100,7 @@ impl Migrator {
             Err(AliasFailure::Unknown(e)) => {
                 return Err(MigrationError::AliasesUnknown {
                     name: name.to_owned(),
-                    source: e,
+                    source: Box::new(e),
                 })
             }
         }

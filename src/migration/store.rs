@@ -133,7 +133,7 @@ impl StateStore {
         let Ok(now) = self.get(&state.name).await else {
             return Err(MigrationError::StateUnknown {
                 name: state.name,
-                source: error,
+                source: Box::new(error),
             });
         };
         let sent = serde_json::to_value(&state).expect("state serialises");

@@ -31,8 +31,21 @@ pub fn original(i: u64) -> Value {
     json!({"n": i, "title": format!("document number {i}"), "tag": format!("t{}", i % 7)})
 }
 
-/// One single-item bulk request; returns the item's status.
+/// One single-item bulk request; returns the item's status. A write
+/// blocked for a moment (403, `cluster_block_exception`: a rollback's
+/// switch) is sent again, as the application contract asks.
 pub async fn op(es: &EsClient, action: &str, alias: &str, id: u64, body: Option<&Value>) -> u16 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = op_once(es, action, alias, id, body).await;
+        if status != 403 || std::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn op_once(es: &EsClient, action: &str, alias: &str, id: u64, body: Option<&Value>) -> u16 {
     let mut meta = json!({"_index": alias, "_id": id.to_string()});
     if let Some(r) = routing(id) {
         meta["routing"] = json!(r);

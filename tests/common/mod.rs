@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 use reindexd::es::{ConnectOptions, EsClient, ServerInfo};
 use url::Url;
 
+/// A copy running in the background, ending in its final state.
+pub type CopyTask =
+    tokio::task::JoinHandle<Result<reindexd::migration::IndexState, reindexd::copy::CopyError>>;
+
 pub fn es_url() -> String {
     std::env::var("REINDEXD_TEST_ES_URL").unwrap_or_else(|_| {
         let port = std::env::var("REINDEXD_TEST_ES_PORT").unwrap_or_else(|_| "9200".into());
@@ -261,6 +265,39 @@ impl Env {
             .list_indexes(&format!("{}*", self.prefix))
             .await
             .unwrap()
+    }
+
+    /// The usual start of a migration test: `init` of `name`, `count`
+    /// documents, the v2 mapping, stage 1. Returns the old and the new
+    /// generation; the copy has not started.
+    pub async fn stage1(&self, name: &str, count: u64) -> (String, String) {
+        self.migrator.init(name).await.unwrap();
+        self.load_docs(name, count).await;
+        self.set_mapping(name, MAPPING_V2);
+        let state = self.migrator.reindex(name).await.unwrap();
+        (
+            state.phase.read_index().to_owned(),
+            state.phase.write_index().to_owned(),
+        )
+    }
+
+    /// Throttles the copy of `name` to `rate` documents per second.
+    pub async fn throttle(&self, name: &str, rate: f64) {
+        self.migrator
+            .update_copy(name, reindexd::migration::Action::Throttle, |c| {
+                c.requests_per_second = Some(rate)
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Runs the copy of `name` in the background as `owner`.
+    pub fn spawn_copy(&self, name: &str, owner: &str) -> CopyTask {
+        let (m, name, owner) = (self.migrator.clone(), name.to_owned(), owner.to_owned());
+        tokio::spawn(async move {
+            let handle = reindexd::copy::CopyHandle::detached(&name);
+            reindexd::copy::drive(&m, &name, &owner, &handle).await
+        })
     }
 
     /// `count` documents `{"n": i, "title": ..., "tag": ...}` with ids
