@@ -27,6 +27,7 @@ fn segment() -> impl Strategy<Value = String> {
         Just("rollback".to_owned()),
         Just("throttle".to_owned()),
         Just("cleanup".to_owned()),
+        Just("repair".to_owned()),
         Just("metrics".to_owned()),
         Just("..".to_owned()),
         Just("%00".to_owned()),

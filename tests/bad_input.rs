@@ -54,7 +54,7 @@ async fn unknown_index_is_404_everywhere_and_changes_nothing() {
         "{body}"
     );
     for action in [
-        "init", "reindex", "pause", "resume", "accept", "flip", "rollback", "cleanup",
+        "init", "reindex", "pause", "resume", "accept", "flip", "rollback", "cleanup", "repair",
     ] {
         let (status, body) = daemon
             .post(&format!("/v1/indexes/nope/{action}"), None)

@@ -8,8 +8,9 @@ mod common;
 use common::{code, config_at, dead_url, Daemon, Env};
 
 /// Endpoints taking a JSON object body (or none).
-const ENDPOINTS: [&str; 9] = [
+const ENDPOINTS: [&str; 10] = [
     "init", "reindex", "pause", "resume", "throttle", "accept", "flip", "rollback", "cleanup",
+    "repair",
 ];
 
 /// Bodies that are not the object an endpoint takes. Arrays matter: serde

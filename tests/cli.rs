@@ -359,7 +359,7 @@ async fn unreachable_cluster_fails_in_one_line() {
     let env = Env::new("clidead", &["kb"], "").await;
     let config = path(&env);
     let dead = dead_url();
-    for command in ["status", "init", "rollback", "flip"] {
+    for command in ["status", "init", "rollback", "flip", "repair"] {
         let mut args = vec![
             "--config",
             config.as_str(),

@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::app::App;
+use common::binary::reindexd;
 use common::{code, Daemon, Env, MAPPING_V2};
 use serde_json::json;
 
@@ -134,15 +135,33 @@ async fn discard_rolls_back_at_once_and_reports_what_it_dropped() {
             .contains(&format!("{written} documents written, {deleted} deleted")),
         "{err}"
     );
-    let (state, report) = env
-        .migrator
-        .rollback("kb", reindexd::migration::WritesPolicy::Discard)
+    // The same from the command line: refused in one line, then discarded.
+    let config = env.config_path();
+    let config = config.to_str().unwrap();
+    reindexd(&["rollback", "kb", "--config", config])
         .await
-        .unwrap();
+        .fails_with(&format!("{written} documents written, {deleted} deleted"));
+    let both = reindexd(&[
+        "rollback",
+        "kb",
+        "--replay",
+        "--discard-writes",
+        "--config",
+        config,
+    ])
+    .await;
+    assert_eq!(both.code, Some(2), "a usage error: {both:?}");
+    assert!(both.stderr.contains("cannot be used with"), "{both:?}");
+    let run = reindexd(&["rollback", "kb", "--discard-writes", "--config", config]).await;
+    run.ok();
+    assert!(
+        run.stdout
+            .contains(&format!("discarded {written} writes and {deleted} deletes")),
+        "{}",
+        run.stdout
+    );
+    let state = env.migrator.load("kb").await.unwrap().state;
     assert_eq!(state.phase.name(), "live");
-    assert_eq!(report.counts.written, written);
-    assert_eq!(report.counts.deleted, Some(deleted));
-    assert_eq!(report.late_operations, 0);
     assert_eq!(
         env.aliases("kb").await,
         (vec![old.clone()], vec![old.clone()])
