@@ -5,7 +5,6 @@
 mod common;
 
 use common::{Env, MAPPING_V2};
-use reindexd::copy::{drive, CopyHandle};
 use reindexd::es::{AliasAction, AliasDefinition};
 use reindexd::migration::WritesPolicy;
 use serde_json::json;
@@ -72,9 +71,7 @@ async fn extra_aliases_move_with_the_read_alias_and_back() {
         .phase
         .write_index()
         .to_owned();
-    let state = drive(m, "kb", "extra-test", &CopyHandle::detached("kb"))
-        .await
-        .unwrap();
+    let state = env.spawn_copy("kb", "extra-test").await.unwrap().unwrap();
     assert_eq!(state.phase.name(), "ready");
     assert_eq!(
         definitions(&env, &a).await,

@@ -11,32 +11,16 @@ mod common;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use common::binary::Run;
 use common::{es_url, Daemon, Env, MAPPING_V2};
 use serde_json::{json, Value};
 
-/// What one run of the binary did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
+/// The binary with `args` and this env's configuration.
 async fn reindexd(env: &Env, args: &[&str]) -> Run {
     let config = env.config_path().display().to_string();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"))
-        .args(args)
-        .args(["--config", &config])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .await
-        .expect("the binary runs");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let mut all = args.to_vec();
+    all.extend(["--config", config.as_str()]);
+    common::binary::reindexd(&all).await
 }
 
 /// The findings `plan --json` shows for `kb`.
