@@ -112,6 +112,24 @@ async fn writes_to_the_old_generation_after_ready_block_the_flip() {
     );
     let (status, flipped) = daemon.post("/v1/indexes/kb/flip", None).await;
     assert_eq!(status, 200, "{flipped}");
+
+    // A rollback's replay takes what was written by name for what it is:
+    // not an application delete (the new generation never had it).
+    let (status, view) = daemon
+        .post("/v1/indexes/kb/rollback", Some(r#"{"writes": "replay"}"#))
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["rollback"]["deleted"], 0, "{view}");
+    env.es.refresh(&old).await.unwrap();
+    let by_name = env
+        .es
+        .count_query(
+            &old,
+            &serde_json::json!({"ids": {"values": ["new-by-name"]}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_name, 1, "the document written by name is still there");
     daemon.stop().await;
     env.cleanup().await;
 }

@@ -151,3 +151,29 @@ async fn repair_refuses_what_the_cluster_does_not_say() {
     daemon.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_block_left_on_the_write_alias_shows_and_repair_lifts_it() {
+    let env = Env::new("repair5", &["kb"], "").await;
+    let a = env
+        .migrator
+        .init("kb")
+        .await
+        .unwrap()
+        .phase
+        .read_index()
+        .to_owned();
+    // What an interrupted `rollback --replay` can leave behind.
+    env.es.set_write_block(&a, true).await.unwrap();
+    let view = env.migrator.view("kb").await.unwrap();
+    assert!(
+        view.drift.as_deref().unwrap_or("").contains("blocked"),
+        "{view:?}"
+    );
+    let (_, repaired) = env.migrator.repair("kb").await.unwrap();
+    assert_eq!(repaired, Repaired::WritesUnblocked);
+    assert!(!env.es.write_blocked(&a).await.unwrap());
+    env.load_docs("kb", 10).await; // writes go through again
+    assert!(env.migrator.view("kb").await.unwrap().drift.is_none());
+    env.cleanup().await;
+}

@@ -243,7 +243,19 @@ pub async fn rollback(
         Some(RollbackWrites::Replay) => WritesPolicy::Replay,
         Some(RollbackWrites::Discard) => WritesPolicy::Discard,
     };
-    let (state, report) = app.migrator.rollback(&name, policy).await?;
+    // A task of its own: a client that gives up must not cut a replay
+    // short between blocking writes and moving the aliases.
+    let rollback = {
+        let (migrator, name) = (app.migrator.clone(), name.clone());
+        tokio::spawn(async move { migrator.rollback(&name, policy).await })
+    };
+    let (state, report) = rollback.await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the rollback task stopped: {e}"),
+        )
+    })??;
     if let Some(handle) = app.jobs.get(&name) {
         handle.cancel.cancel();
     }

@@ -269,6 +269,9 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
                 crate::migration::Repaired::AliasesMoved => {
                     "the aliases were moved to where the state says"
                 }
+                crate::migration::Repaired::WritesUnblocked => {
+                    "the write block on the write alias's index was lifted"
+                }
             };
             println!("{}: {what}", o.name);
             println!(

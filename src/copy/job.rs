@@ -158,7 +158,9 @@ pub async fn run_once(
         plan.pit.clone(),
         handle.telemetry.clone(),
     );
-    stats.source_seq_nos = plan.source_seq_nos.clone();
+    // A run that resumes keeps the first snapshot's numbers: counting
+    // from a later one would forget writes by name made before it.
+    stats.source_seq_nos = copy.source_seq_nos.clone().or(plan.source_seq_nos.clone());
     let stats = Arc::new(stats);
     *handle.stats.lock().expect("stats lock") = Some(stats.clone());
     info!(index = name, %source, %target, slices = stats.slice_max, mode = plan.mode.name(), resumed = plan.exact, "copy running");

@@ -77,6 +77,9 @@ pub async fn send_batch(
                             indexed += doc.range.len();
                             slice.account(doc.page, Outcome::Copied)
                         }
+                        // With custom routing, the document there may be
+                        // another one with the same `_id`: look.
+                        ItemOutcome::Superseded if doc.routing.is_some() => look.push(i),
                         ItemOutcome::Superseded => slice.account(doc.page, Outcome::Superseded),
                         ItemOutcome::CopyExists => look.push(i),
                         ItemOutcome::Retry { status } => {
@@ -145,11 +148,12 @@ pub async fn send_batch(
 
 /// Settles the 409s against a version-0 document (`look`, indexes into
 /// `batch.docs`) by reading the stored documents: the same routing is
-/// this copy's own earlier write (`resent`); another routing is a
-/// different source document with the same `_id` that landed in the same
-/// shard of the new shard count (a failure, never a silent drop); a
-/// version of 1 or more, or no document, means the application wrote or
-/// deleted it meanwhile (`superseded`).
+/// this copy's own earlier write (`resent`), or at version 1 or more the
+/// application's (`superseded`); another routing is a different document
+/// with the same `_id` that landed in the same shard of the new shard
+/// count (a failure, never a silent drop); no document means the
+/// application deleted it (`superseded`). 409s at version ≥ 1 of routed
+/// documents are looked at too.
 async fn settle_copy_conflicts(
     es: &EsClient,
     batch: &Batch,
@@ -192,10 +196,10 @@ async fn settle_copy_conflicts(
 fn conflict_outcome(routing: Option<&str>, found: Option<&Found>) -> Result<Outcome, String> {
     match found {
         None => Ok(Outcome::Superseded),
-        Some(f) if f.version >= 1 => Ok(Outcome::Superseded),
+        Some(f) if f.routing.as_deref() == routing && f.version >= 1 => Ok(Outcome::Superseded),
         Some(f) if f.routing.as_deref() == routing => Ok(Outcome::Resent),
         Some(f) => Err(format!(
-            "routing collision: another source document with this _id (routing {}) was copied into the same shard; \
+            "routing collision: another document with this _id (routing {}) is in the same shard of the new generation; \
              this one (routing {}) cannot be stored beside it",
             f.routing.as_deref().unwrap_or("none"),
             routing.unwrap_or("none"),
@@ -218,9 +222,11 @@ mod tests {
     fn a_conflict_is_explained_by_what_is_stored() {
         assert_eq!(conflict_outcome(Some("a"), None), Ok(Outcome::Superseded));
         assert_eq!(
-            conflict_outcome(Some("a"), Some(&found(2, Some("b")))),
+            conflict_outcome(Some("a"), Some(&found(2, Some("a")))),
             Ok(Outcome::Superseded)
         );
+        // The application wrote the same `_id` under another routing.
+        assert!(conflict_outcome(Some("a"), Some(&found(2, Some("b")))).is_err());
         assert_eq!(
             conflict_outcome(Some("a"), Some(&found(0, Some("a")))),
             Ok(Outcome::Resent)

@@ -142,6 +142,16 @@ impl EsClient {
 }
 
 impl EsClient {
+    /// Waits (up to 30 s) until the master has no cluster-state change
+    /// queued: after a lost answer, a change still waiting there would
+    /// apply after a read-back said it had not.
+    pub async fn wait_for_pending_changes(&self) -> Result<(), EsError> {
+        let query = [("wait_for_events", "languid"), ("timeout", "30s")];
+        self.send_ok(Method::Get, "/_cluster/health", &query, None, None)
+            .await
+            .map(drop)
+    }
+
     /// Waits until `index`'s primaries are active (health yellow or green).
     pub async fn wait_for_index(
         &self,

@@ -23,6 +23,9 @@ pub struct DocKey {
 pub struct KeyVersion {
     pub key: DocKey,
     pub version: i64,
+    /// The sequence number of the document's last operation: unlike the
+    /// version, it never repeats for a document deleted and written again.
+    pub seq_no: i64,
 }
 
 /// What a realtime get of one key found.
@@ -37,8 +40,17 @@ pub struct Found {
 struct ScanResponse {
     #[serde(rename = "_scroll_id")]
     scroll_id: Option<String>,
+    #[serde(rename = "_shards")]
+    shards: Option<ShardCounts>,
     #[serde(default)]
     hits: ScanHits,
+}
+
+/// How many shards answered a search page.
+#[derive(Deserialize)]
+struct ShardCounts {
+    #[serde(default)]
+    failed: u64,
 }
 
 #[derive(Default, Deserialize)]
@@ -55,6 +67,8 @@ struct ScanHit {
     routing: Option<String>,
     #[serde(rename = "_version", default)]
     version: i64,
+    #[serde(rename = "_seq_no", default)]
+    seq_no: i64,
 }
 
 #[derive(Deserialize)]
@@ -113,12 +127,13 @@ impl EsClient {
     ) -> Result<Vec<KeyVersion>, EsError> {
         let mut body = json!({
             "size": page, "sort": ["_doc"], "_source": false, "version": true,
+            "seq_no_primary_term": true,
             "query": {"match_all": {}},
         });
         if max > 1 {
             body["slice"] = json!({"id": id, "max": max});
         }
-        self.scan_keys(index, None, body, page).await
+        self.scan_keys(index, None, body).await
     }
 
     /// Keys and versions of the documents of shard `shard` whose last
@@ -132,9 +147,10 @@ impl EsClient {
     ) -> Result<Vec<KeyVersion>, EsError> {
         let body = json!({
             "size": page, "sort": ["_doc"], "_source": false, "version": true,
+            "seq_no_primary_term": true,
             "query": {"range": {"_seq_no": {"gt": after}}},
         });
-        self.scan_keys(index, Some(&format!("_shards:{shard}")), body, page)
+        self.scan_keys(index, Some(&format!("_shards:{shard}")), body)
             .await
     }
 
@@ -145,11 +161,16 @@ impl EsClient {
         index: &str,
         preference: Option<&str>,
         body: Value,
-        page: usize,
     ) -> Result<Vec<KeyVersion>, EsError> {
         let path = format!("/{}/_search", seg(index));
-        let filter = "_scroll_id,hits.hits._id,hits.hits._routing,hits.hits._version";
-        let mut query = vec![("scroll", SCAN_KEEP_ALIVE), ("filter_path", filter)];
+        // A page missing a shard's hits would pass for documents that are
+        // not there: refuse partial results and check every page.
+        let filter = "_scroll_id,_shards.failed,hits.hits._id,hits.hits._routing,hits.hits._version,hits.hits._seq_no";
+        let mut query = vec![
+            ("scroll", SCAN_KEEP_ALIVE),
+            ("filter_path", filter),
+            ("allow_partial_search_results", "false"),
+        ];
         query.extend(preference.map(|p| ("preference", p)));
         let bytes = self
             .send_ok(Method::Post, &path, &query, Some(Body::json(&body)), None)
@@ -157,13 +178,20 @@ impl EsClient {
         let mut answer: ScanResponse = decode(Method::Post, &path, &bytes)?;
         let mut keys = Vec::new();
         loop {
-            let done = answer.hits.hits.len() < page;
+            if let Some(failed) = answer.shards.as_ref().map(|s| s.failed).filter(|f| *f > 0) {
+                return Err(EsError::Decode {
+                    call: format!("POST {path}"),
+                    detail: format!("{failed} shards failed to answer a page of the scan of {index}; it is not trusted"),
+                });
+            }
+            let done = answer.hits.hits.is_empty();
             keys.extend(answer.hits.hits.drain(..).map(|h| KeyVersion {
                 key: DocKey {
                     id: h.id,
                     routing: h.routing,
                 },
                 version: h.version,
+                seq_no: h.seq_no,
             }));
             let Some(scroll_id) = answer.scroll_id.take() else {
                 break;
@@ -214,10 +242,20 @@ impl EsClient {
         keys: &[DocKey],
     ) -> Result<Vec<Option<Box<RawValue>>>, EsError> {
         let docs = self.mget(index, keys, true).await?;
-        Ok(docs
-            .into_iter()
-            .map(|d| if d.found { d.source } else { None })
-            .collect())
+        docs.into_iter()
+            .zip(keys)
+            .map(|(d, key)| match (d.found, d.source) {
+                (false, _) => Ok(None),
+                (true, Some(source)) => Ok(Some(source)),
+                (true, None) => Err(EsError::Decode {
+                    call: format!("POST /{index}/_mget"),
+                    detail: format!(
+                        "{index} stores no _source for {:?}: it cannot be copied",
+                        key.id
+                    ),
+                }),
+            })
+            .collect()
     }
 
     async fn mget(
@@ -361,12 +399,27 @@ impl EsClient {
         Ok(count.count)
     }
 
-    /// Blocks (or unblocks) writes to `index`: writers get 403
-    /// `cluster_block_exception` while it holds.
+    /// Blocks writes to `index` (writers get 403 `cluster_block_exception`)
+    /// with the index block API, which returns once writes already under
+    /// way have finished; or lifts the block.
     pub async fn set_write_block(&self, index: &str, blocked: bool) -> Result<(), EsError> {
-        let value = if blocked { json!(true) } else { Value::Null };
-        self.put_settings(index, &json!({ "index.blocks.write": value }))
+        if blocked {
+            let path = format!("/{}/_block/write", seg(index));
+            return self
+                .send_ok(Method::Put, &path, &[], None, None)
+                .await
+                .map(drop);
+        }
+        self.put_settings(index, &json!({ "index.blocks.write": Value::Null }))
             .await
+    }
+
+    /// Whether writes to `index` are blocked (`index.blocks.write`).
+    pub async fn write_blocked(&self, index: &str) -> Result<bool, EsError> {
+        let settings = self.get_settings(index).await?;
+        Ok(settings
+            .get("index.blocks.write")
+            .is_some_and(|v| v == "true" || v == &json!(true)))
     }
 
     /// The index's UUID, or `None` when no index of that name exists.
@@ -388,11 +441,13 @@ mod tests {
 
     #[test]
     fn scan_pages_keep_routing_and_version() {
-        let body = br#"{"_scroll_id":"s","hits":{"hits":[
-            {"_id":"1","_version":0},{"_id":"2","_routing":"r","_version":3}]}}"#;
+        let body = br#"{"_scroll_id":"s","_shards":{"failed":0},"hits":{"hits":[
+            {"_id":"1","_version":0,"_seq_no":4},{"_id":"2","_routing":"r","_version":3,"_seq_no":9}]}}"#;
         let r: ScanResponse = serde_json::from_slice(body).unwrap();
         assert_eq!(r.hits.hits[1].routing.as_deref(), Some("r"));
         assert_eq!((r.hits.hits[0].version, r.hits.hits[1].version), (0, 3));
+        assert_eq!(r.hits.hits[1].seq_no, 9);
+        assert_eq!(r.shards.map(|s| s.failed), Some(0));
         let empty: ScanResponse = serde_json::from_slice(br#"{"_scroll_id":"s"}"#).unwrap();
         assert!(empty.hits.hits.is_empty());
     }

@@ -18,7 +18,9 @@ use crate::es::{DocKey, KeyVersion};
 /// Application writes and deletes found in the new generation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Delta {
-    /// Documents the application indexed or updated, with their version.
+    /// Documents the application indexed or updated, with the sequence
+    /// number of their last write (which, unlike the version, tells a
+    /// document deleted and written again from the one seen before).
     pub written: HashMap<DocKey, i64>,
     /// Documents of the old generation the application deleted; `None`
     /// when that cannot be known (the copy has not read everything).
@@ -47,7 +49,7 @@ impl Delta {
     }
 
     /// What changed between this delta and `later`, taken of the same
-    /// generation afterwards: writes new or at another version, and
+    /// generation afterwards: writes new or written again since, and
     /// documents present earlier (written or copied) that are gone now.
     pub fn since(
         &self,
@@ -69,11 +71,12 @@ impl Delta {
     }
 }
 
-/// The application's writes in `new` (every key at version ≥ 1).
+/// The application's writes in `new` (every key at version ≥ 1), with
+/// their sequence numbers.
 pub fn writes(new: &[KeyVersion]) -> HashMap<DocKey, i64> {
     new.iter()
         .filter(|k| k.version >= 1)
-        .map(|k| (k.key.clone(), k.version))
+        .map(|k| (k.key.clone(), k.seq_no))
         .collect()
 }
 
@@ -100,10 +103,12 @@ pub fn deletes(
 mod tests {
     use super::*;
 
+    /// A key at `version`, its last write at sequence number `version * 10`.
     fn kv(id: &str, routing: Option<&str>, version: i64) -> KeyVersion {
         KeyVersion {
             key: key(id, routing),
             version,
+            seq_no: version * 10,
         }
     }
 
@@ -119,8 +124,8 @@ mod tests {
         let new = [kv("a", None, 0), kv("b", None, 1), kv("c", Some("r"), 7)];
         let w = writes(&new);
         assert_eq!(w.len(), 2);
-        assert_eq!(w.get(&key("b", None)), Some(&1));
-        assert_eq!(w.get(&key("c", Some("r"))), Some(&7));
+        assert_eq!(w.get(&key("b", None)), Some(&10));
+        assert_eq!(w.get(&key("c", Some("r"))), Some(&70));
         assert!(!w.contains_key(&key("a", None)));
     }
 

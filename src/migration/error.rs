@@ -57,7 +57,7 @@ pub enum MigrationError {
     /// An alias change whose answer was lost left the aliases in neither
     /// the old nor the new shape.
     #[error("{name}: the cluster did not answer an alias change ({source}) and the aliases are now in neither the old nor the new shape; \
-             `reindexd status {name}` shows the drift and `reindexd rollback {name}` puts them right")]
+             `reindexd status {name}` shows the drift and `reindexd repair {name}` puts them where the state says")]
     AliasesUnknown { name: String, source: Box<EsError> },
     /// Cleanup could not delete a generation; it stays listed.
     #[error("{name}: cleanup could not delete {index} ({source}); it stays listed as abandoned, run cleanup again")]

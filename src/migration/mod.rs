@@ -2,17 +2,20 @@
 //! state, and the operations that move aliases.
 //!
 //! `phase` is pure (transitions as functions); `store` persists state with
-//! compare-and-set; `ops` combines both with alias changes on the cluster;
-//! `stage1` and `rollback` are the two transitions with most to do, and
-//! `delta` tells what the application wrote since stage 1; `resolve`
-//! settles calls whose answer was lost and `repair` rebuilds a lost state.
-//! `preflight` reads what stage 1 would silently change or lose and
-//! refuses it before anything changes.
-//! This module never copies documents (that is `copy`) and never serves
-//! HTTP.
+//! compare-and-set; `ops` combines both with alias changes on the cluster
+//! (flip, and the shared steps). The transitions with most to do have their
+//! own files: `init`, `stage1` (after `preflight`), `finish` (the end of a
+//! copy, `accept`), `rollback` (with `delta`: what the application wrote
+//! since stage 1, and `replay`: putting it back into the old generation),
+//! `cleanup` and `repair` (a lost state rebuilt). `resolve` settles calls
+//! whose answer was lost and tells drift; `inspect` and `view` answer
+//! `status` and `plan`. This module never copies documents (that is
+//! `copy`) and never serves HTTP.
 
+mod cleanup;
 mod delta;
 mod error;
+mod finish;
 mod init;
 mod inspect;
 mod mapping;
@@ -22,6 +25,7 @@ mod phase;
 mod preflight;
 mod progress;
 mod repair;
+mod replay;
 mod resolve;
 mod rollback;
 mod stage1;

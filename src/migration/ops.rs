@@ -1,7 +1,8 @@
-//! Lifecycle operations against the cluster: each checks the transition,
-//! writes the state by compare-and-set, then moves aliases in one atomic
-//! `_aliases` request — and puts the state back if that request fails, so
-//! a refused operation leaves the cluster as it was.
+//! The `Migrator` and the steps every lifecycle operation shares: check
+//! the transition, write the state by compare-and-set, move aliases in one
+//! atomic `_aliases` request — and put the state back if that request was
+//! not applied, so a refused operation leaves the cluster as it was. The
+//! flip lives here; the larger transitions have files of their own.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use tracing::{info, warn};
 
 use super::error::MigrationError;
 use super::names::Names;
-use super::phase::{Action, IllegalTransition, IndexState, Phase};
+use super::phase::{Action, IndexState};
 use super::progress::CopyProgress;
 use super::resolve::AliasFailure;
 use super::store::{StateStore, Stored};
@@ -148,225 +149,6 @@ impl Migrator {
         self.count_alias_change(name, "read");
         info!(index = name, generation = %state.phase.read_index(), "STUCK THE LANDING! read alias flipped");
         Ok(state)
-    }
-
-    /// Deletes generations no longer needed: the previous one once
-    /// retention has passed since the flip, and those abandoned by
-    /// rollbacks. Refused while any alias points at one of them.
-    pub async fn cleanup(&self, name: &str) -> Result<(IndexState, Vec<String>), MigrationError> {
-        let stored = self.load(name).await?;
-        let (next, doomed) = stored
-            .state
-            .cleanup(self.config.migration.retention, Utc::now())?;
-        for index in &doomed {
-            let links: Vec<AliasEntry> = self.aliases_of(index).await?;
-            if !links.is_empty() {
-                return Err(IllegalTransition {
-                    name: name.to_owned(),
-                    action: Action::Cleanup,
-                    phase: stored.state.phase.name(),
-                    detail: Some(format!(
-                        "{index} is still behind {}",
-                        links
-                            .iter()
-                            .map(|l| l.alias.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                }
-                .into());
-            }
-        }
-        // The state first: from here on no rollback can point an alias
-        // at a doomed generation.
-        let written = self.store.replace(&stored, next).await?;
-        let mut left = Vec::new();
-        for index in &doomed {
-            match self.delete_settled(index).await {
-                Ok(()) => info!(index = name, generation = %index, "deleted"),
-                Err(e) => left.push((index.clone(), e)),
-            }
-        }
-        if left.is_empty() {
-            return Ok((written.state, doomed));
-        }
-        // Keep what is still there on the list, for the next cleanup.
-        let keep: Vec<String> = left.iter().map(|(i, _)| i.clone()).collect();
-        let mut state = written.state.clone();
-        state.abandoned.extend(keep.iter().cloned());
-        if let Err(e) = self.store.replace(&written, state).await {
-            warn!(index = name, error = %e, generations = ?keep, "could not list the generations cleanup left; delete them by hand");
-        }
-        let (index, source) = left.remove(0);
-        Err(MigrationError::CleanupIncomplete {
-            name: name.to_owned(),
-            index,
-            source: Box::new(source),
-        })
-    }
-
-    /// Deletes an index; a lost answer is settled by looking for it.
-    async fn delete_settled(&self, index: &str) -> Result<(), EsError> {
-        match self.es.delete_index(index).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) if e.is_ambiguous() => match self.es.index_exists(index).await {
-                Ok(false) => Ok(()),
-                _ => Err(e),
-            },
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Ends a copy run by `owner`: refreshes the target, restores its
-    /// settings, checks that the source did not change, and moves to
-    /// `ready` or `failed` by the copy's verdict.
-    pub async fn complete_copy(
-        &self,
-        name: &str,
-        owner: &str,
-        finish: impl Fn(&mut CopyProgress),
-    ) -> Result<IndexState, MigrationError> {
-        let stored = self.load(name).await?;
-        let Phase::Copying {
-            source,
-            target,
-            copy,
-        } = &stored.state.phase
-        else {
-            return Err(IllegalTransition {
-                name: name.to_owned(),
-                action: Action::Reindex,
-                phase: stored.state.phase.name(),
-                detail: Some("the copy was stopped".into()),
-            }
-            .into());
-        };
-        if copy.lease.as_ref().is_some_and(|l| l.owner != owner) {
-            return Err(MigrationError::Conflict(name.to_owned()));
-        }
-        let mut copy = copy.clone();
-        finish(&mut copy);
-        if let Some(reason) = self.target_replaced(target, &copy).await? {
-            let next = stored
-                .state
-                .update_copy(Action::Reindex, |c| *c = copy.clone(), Utc::now())?
-                .fail_copy(reason, Utc::now())?;
-            return Ok(self.store.replace(&stored, next).await?.state);
-        }
-        self.es
-            .put_settings(target, &Value::Object(copy.saved_settings.clone()))
-            .await?;
-        copy.settings_restored = true;
-        self.es.refresh(target).await?;
-        copy.lease = None;
-        let now = Utc::now();
-        copy.old_generation_writes = self.old_generation_writes(source, &copy).await?;
-        let source_now = self.es.count(source).await?;
-        let next = if copy.source_seq_nos.is_none() && source_now != copy.total {
-            let reason = format!(
-                "the source {source} changed during the copy: {} documents when the copy started, {source_now} now; \
-                 something writes to it by name instead of through {}",
-                copy.total,
-                self.names(name).write_alias()
-            );
-            stored
-                .state
-                .update_copy(Action::Reindex, |c| *c = copy.clone(), now)?
-                .fail_copy(reason, now)?
-        } else {
-            // The verdict refuses old-generation writes with the rest.
-            stored.state.finish_copy(copy, now)?
-        };
-        Ok(self.store.replace(&stored, next).await?.state)
-    }
-
-    /// Operations on the old generation `source` since the copy's read
-    /// snapshot (0 when the copy has no snapshot numbers yet).
-    pub async fn old_generation_writes(
-        &self,
-        source: &str,
-        copy: &CopyProgress,
-    ) -> Result<u64, MigrationError> {
-        let Some(base) = &copy.source_seq_nos else {
-            return Ok(0);
-        };
-        let now = self.es.max_seq_nos(source).await?;
-        Ok(now
-            .iter()
-            .zip(base)
-            .map(|(n, b)| (n - b).max(0) as u64)
-            .sum())
-    }
-
-    /// Why `target` is not the generation stage 1 made for `copy` (gone,
-    /// or another index of that name: a bulk write auto-creates one), or
-    /// `None` when it is.
-    pub async fn target_replaced(
-        &self,
-        target: &str,
-        copy: &CopyProgress,
-    ) -> Result<Option<String>, MigrationError> {
-        let Some(expected) = &copy.target_uuid else {
-            return Ok(None);
-        };
-        Ok(match self.es.index_uuid(target).await? {
-            Some(uuid) if &uuid == expected => None,
-            Some(uuid) => Some(format!(
-                "the new generation {target} was replaced during the copy (UUID {uuid}, stage 1 made {expected}): \
-                 it was deleted and re-created, probably by a write that auto-created it; what was copied before is gone. \
-                 Roll back and reindex again"
-            )),
-            None => Some(format!(
-                "the new generation {target} was deleted during the copy; roll back and reindex again"
-            )),
-        })
-    }
-
-    /// Moves a running copy to `failed` with `reason`.
-    pub async fn fail_copy(
-        &self,
-        name: &str,
-        owner: &str,
-        reason: &str,
-    ) -> Result<IndexState, MigrationError> {
-        let stored = self.load(name).await?;
-        let mut restored = false;
-        if let Phase::Copying { copy, target, .. } = &stored.state.phase {
-            if copy.lease.as_ref().is_some_and(|l| l.owner != owner) {
-                return Err(MigrationError::Conflict(name.to_owned()));
-            }
-            // The failed generation must not keep bulk-load settings.
-            let settings = Value::Object(copy.saved_settings.clone());
-            match self.es.put_settings(target, &settings).await {
-                Ok(()) => restored = true,
-                Err(e) => {
-                    warn!(index = name, generation = %target, error = %e, "could not restore settings of the failed generation")
-                }
-            }
-        }
-        let now = Utc::now();
-        let next = stored
-            .state
-            .update_copy(Action::Reindex, |c| c.settings_restored |= restored, now)?
-            .fail_copy(reason.to_owned(), now)?;
-        Ok(self.store.replace(&stored, next).await?.state)
-    }
-
-    /// The operator accepts recorded document failures.
-    /// The operator accepts recorded document failures and the writes
-    /// measured on the old generation by its name so far.
-    pub async fn accept(&self, name: &str) -> Result<IndexState, MigrationError> {
-        let stored = self.load(name).await?;
-        let old_writes = match stored.state.phase.copy() {
-            Some(copy) if stored.state.phase.name() != "flipped" => {
-                self.old_generation_writes(stored.state.phase.read_index(), copy)
-                    .await?
-            }
-            _ => 0,
-        };
-        let next = stored.state.accept_failures(old_writes, Utc::now())?;
-        Ok(self.store.replace(&stored, next).await?.state)
     }
 
     /// Changes the live controls or progress of a running copy, retrying
@@ -528,10 +310,14 @@ impl Migrator {
         }
     }
 
-    pub(super) async fn delete_quietly(&self, index: &str) {
-        if let Err(e) = self.es.delete_index(index).await {
-            if !e.is_not_found() {
+    /// Deletes an index; returns whether it is gone (a failure is logged).
+    pub(super) async fn delete_quietly(&self, index: &str) -> bool {
+        match self.es.delete_index(index).await {
+            Ok(()) => true,
+            Err(e) if e.is_not_found() => true,
+            Err(e) => {
                 warn!(generation = %index, error = %e, "could not delete a generation made by a refused operation");
+                false
             }
         }
     }

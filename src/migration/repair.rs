@@ -24,6 +24,8 @@ pub enum Repaired {
     StateRebuilt,
     /// The aliases were moved to where the stored state says.
     AliasesMoved,
+    /// A write block on the write alias's index was lifted.
+    WritesUnblocked,
 }
 
 /// Where the read and write aliases point, reduced to what a state needs.
@@ -58,7 +60,8 @@ pub fn rebuilt_phase(
             target: w.clone(),
             copy: copy(),
             reason: "the state was rebuilt by repair and the copy's progress was lost with it: roll back \
-                     (--replay keeps the application's writes) and reindex again"
+                     and reindex again (deletes since stage 1 are unknown now, so writes since then can only \
+                     be discarded, and stay in the abandoned generation)"
                 .into(),
         }),
         (read, write) => Err(format!(
@@ -78,6 +81,12 @@ impl Migrator {
         self.store().ensure_index().await?;
         match self.store().get(name).await? {
             Some(stored) => {
+                if self.blocked_writes(&stored.state).await?.is_some() {
+                    let index = stored.state.phase.write_index();
+                    self.es().set_write_block(index, false).await?;
+                    warn!(index = name, generation = %index, "repair: lifted a write block on the write alias's index");
+                    return Ok((stored.state, Repaired::WritesUnblocked));
+                }
                 if self.drift(&stored.state).await?.is_none() {
                     return Ok((stored.state, Repaired::Nothing));
                 }

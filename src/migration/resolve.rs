@@ -79,6 +79,7 @@ impl Migrator {
             Err(e) if !e.is_ambiguous() => return Err(AliasFailure::NotApplied(e)),
             Err(e) => e,
         };
+        let _ = self.es().wait_for_pending_changes().await;
         let Ok(links) = self.es().get_aliases(&pattern).await else {
             return Err(AliasFailure::Unknown(error));
         };
@@ -101,6 +102,9 @@ impl Migrator {
         view: &mut IndexView,
     ) -> Result<(), MigrationError> {
         view.drift = self.drift(state).await?;
+        if view.drift.is_none() {
+            view.drift = self.blocked_writes(state).await?;
+        }
         let (Some(copy), Some(progress)) = (state.phase.copy(), view.progress.as_mut()) else {
             return Ok(());
         };
@@ -111,6 +115,23 @@ impl Migrator {
             progress.old_generation_writes = progress.old_generation_writes.max(now);
         }
         Ok(())
+    }
+
+    /// A write block on the index behind the write alias (a replaying
+    /// rollback that was interrupted): every application write fails.
+    pub async fn blocked_writes(
+        &self,
+        state: &IndexState,
+    ) -> Result<Option<String>, MigrationError> {
+        let index = state.phase.write_index();
+        Ok(self.es().write_blocked(index).await?.then(|| {
+            format!(
+                "writes to {index}, behind {}, are blocked (index.blocks.write; an interrupted rollback --replay?): \
+                 every application write fails; `reindexd repair {}` lifts the block",
+                self.names(&state.name).write_alias(),
+                state.name
+            )
+        }))
     }
 
     /// How the aliases differ from what `state` expects, or `None` when
@@ -137,7 +158,7 @@ impl Migrator {
                 };
                 Ok(Some(format!(
                     "{} is {}: it expects {read} on {} and {write} on {}, but {read} is on {} and {write} on {}; \
-                     `reindexd rollback {}` (or `reindexd repair {}`) puts them right",
+                     `reindexd repair {}` puts them where the state says (or `reindexd rollback {}` while a migration is under way)",
                     state.name,
                     state.phase.name(),
                     state.phase.read_index(),

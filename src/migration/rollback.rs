@@ -3,15 +3,14 @@
 //! tag tells exactly which documents it wrote and which it deleted
 //! ([`delta`](super::delta)). A bare rollback is refused while there are
 //! any; `replay` puts them into the old generation first (with a brief
-//! write block on the new one at the switch); `discard` drops them and
-//! says how many.
+//! write block on the new one at the switch; see [`replay`](super::replay));
+//! `discard` drops them and says how many.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tracing::{info, warn};
 
 use super::delta::{self, Delta, DeltaCounts};
@@ -52,20 +51,18 @@ pub struct RollbackReport {
 }
 
 /// One look at the new generation.
-struct Look {
-    delta: Delta,
+pub(super) struct Look {
+    pub(super) delta: Delta,
     /// Why `delta.deleted` is unknown, when it is.
-    unknown: Option<String>,
+    pub(super) unknown: Option<String>,
     /// Every document seen, for a second look to compare with.
-    present: HashSet<DocKey>,
+    pub(super) present: HashSet<DocKey>,
     /// Its shards' highest sequence numbers before the look.
-    seq_nos: Vec<i64>,
+    pub(super) seq_nos: Vec<i64>,
 }
 
-/// Documents per replay bulk request.
-const REPLAY_CHUNK: usize = 500;
 /// Keys per scan page.
-const SCAN_PAGE: usize = 10_000;
+pub(super) const SCAN_PAGE: usize = 10_000;
 
 impl Migrator {
     /// Puts read and write back on the old generation, from any phase after
@@ -90,12 +87,8 @@ impl Migrator {
                  --discard-writes",
             ));
         }
-        let Look {
-            delta,
-            unknown,
-            present,
-            seq_nos,
-        } = self.delta(&old, &new, copy.as_ref()).await?;
+        let look = self.delta(&old, &new, copy.as_ref()).await?;
+        let (delta, unknown, seq_nos) = (&look.delta, look.unknown.clone(), &look.seq_nos);
         let mut report = RollbackReport {
             writes: policy,
             counts: delta.counts(),
@@ -121,11 +114,9 @@ impl Migrator {
                 ))
             }
             WritesPolicy::Replay => {
-                let pause = self
-                    .replay(&old, &new, &delta, &present, &seq_nos, &stored, next)
-                    .await?;
+                let (pause, switched) = self.replay(&old, &new, &look, &stored, next).await?;
                 report.write_pause_ms = Some(pause.as_millis() as u64);
-                let state = self.finish_rollback(name, &stored, &new).await?;
+                let state = self.finish_rollback(name, &stored, &new, switched).await;
                 info!(index = name, written = report.counts.written, deleted = ?report.counts.deleted,
                       write_pause_ms = report.write_pause_ms, "rolled back; application writes since stage 1 replayed");
                 return Ok((state, report));
@@ -140,15 +131,26 @@ impl Migrator {
         if stored.state.phase.name() == "flipped" {
             actions.extend(self.move_extra_aliases(name, &new, &old).await?);
         }
-        self.transition(&stored, next, &actions).await?;
-        let state = self.finish_rollback(name, &stored, &new).await?;
-        if stored.state.phase.name() != "copying" && !seq_nos.is_empty() {
-            // Nothing but the application writes there now: operations
-            // since the look raced the switch and are not in the counts.
-            let after = self.es().max_seq_nos(&new).await?;
+        let switched = self.transition(&stored, next, &actions).await?;
+        let state = self.finish_rollback(name, &stored, &new, switched).await;
+        let after = match stored.state.phase.name() {
+            "copying" => None,
+            _ if seq_nos.is_empty() => None,
+            // Only the application writes there now: operations since the
+            // look raced the switch and are not in the counts. The switch
+            // is done; a failed look is logged, not an error.
+            _ => match self.es().max_seq_nos(&new).await {
+                Ok(after) => Some(after),
+                Err(e) => {
+                    warn!(index = name, error = %e, "could not check for writes that raced the switch");
+                    None
+                }
+            },
+        };
+        if let Some(after) = after {
             report.late_operations = after
                 .iter()
-                .zip(&seq_nos)
+                .zip(seq_nos)
                 .map(|(a, b)| (a - b).max(0) as u64)
                 .sum();
             if report.late_operations > 0 {
@@ -162,7 +164,7 @@ impl Migrator {
 
     /// Alias actions that put read and write on `old`, whatever points
     /// where now.
-    async fn rollback_actions(
+    pub(super) async fn rollback_actions(
         &self,
         name: &str,
         old: &str,
@@ -189,7 +191,8 @@ impl Migrator {
         name: &str,
         before: &Stored,
         abandoned: &str,
-    ) -> Result<IndexState, MigrationError> {
+        switched: IndexState,
+    ) -> IndexState {
         self.count_alias_change(name, "rollback");
         let phase = &before.state.phase;
         if let (Some(task), "copying") = (phase.copy().and_then(|c| c.task.clone()), phase.name()) {
@@ -211,7 +214,7 @@ impl Migrator {
                 warn!(index = name, generation = %abandoned, error = %e, "could not restore the abandoned generation's settings");
             }
         }
-        Ok(self.load(name).await?.state)
+        switched
     }
 
     /// The application's writes and deletes in `new` since stage 1, and
@@ -248,7 +251,12 @@ impl Migrator {
             let failed: HashSet<&str> = copy
                 .map(|c| c.failures.iter().map(|f| f.id.as_str()).collect())
                 .unwrap_or_default();
-            let deleted = delta::deletes(&old_scan, &present, &failed);
+            let mut deleted = delta::deletes(&old_scan, &present, &failed);
+            // Written into the old generation by name after the copy's
+            // snapshot: never in the new one, and not a delete either.
+            for key in self.written_by_name(old, copy).await? {
+                deleted.remove(&key);
+            }
             return Ok(look(written, Some(deleted), None, present, seq_before));
         }
         if !finished {
@@ -284,169 +292,28 @@ impl Migrator {
         Ok(look(written, None, Some(why), present, seq_before))
     }
 
-    /// Replays `delta` from `new` into `old` while the application keeps
-    /// writing, then blocks writes to `new`, replays what changed in the
-    /// meantime, moves the aliases and lifts the block. Returns how long
-    /// writes were blocked.
-    async fn replay(
+    /// Documents of the old generation whose last write came after the
+    /// copy's snapshot (writes by its name).
+    async fn written_by_name(
         &self,
         old: &str,
-        new: &str,
-        first: &Delta,
-        before: &HashSet<DocKey>,
-        seq_nos: &[i64],
-        stored: &Stored,
-        next: IndexState,
-    ) -> Result<Duration, MigrationError> {
-        let es = self.es();
-        self.apply(old, new, first).await?;
-        let name = &stored.state.name;
-        let mut actions = self.rollback_actions(name, old).await?;
-        if stored.state.phase.name() == "flipped" {
-            actions.extend(self.move_extra_aliases(name, new, old).await?);
-        }
-        if let Err(e) = es.set_write_block(new, true).await {
-            // A lost answer may have set it: never leave the block behind.
-            let _ = es.set_write_block(new, false).await;
-            return Err(e.into());
-        }
-        let blocked = Instant::now();
-        let switched = async {
-            es.refresh(new).await?;
-            let change = match self.changed_since(new, seq_nos).await? {
-                Some(change) => change,
-                None => {
-                    let scan = es
-                        .scan_versions(new, es.primary_shards(new).await?, SCAN_PAGE)
-                        .await?;
-                    let later = Delta {
-                        written: delta::writes(&scan),
-                        deleted: Some(HashSet::new()),
-                    };
-                    first.since(&later, before, &delta::present(&scan))
-                }
-            };
-            self.apply(old, new, &change).await?;
-            es.refresh(old).await?;
-            self.transition(stored, next, &actions).await
-        }
-        .await;
-        let unblocked = es.set_write_block(new, false).await;
-        let pause = blocked.elapsed();
-        switched?;
-        if let Err(e) = unblocked {
-            warn!(generation = %new, error = %e, "could not lift the write block of the abandoned generation");
-        }
-        Ok(pause)
-    }
-
-    /// What changed in `new` since its shards were at `seq_nos`, read from
-    /// the operations after them alone — when every such operation is the
-    /// last one of a live document (no delete, nothing written twice).
-    /// `None`: the caller must compare whole scans.
-    async fn changed_since(
-        &self,
-        new: &str,
-        seq_nos: &[i64],
-    ) -> Result<Option<Delta>, MigrationError> {
-        let now = self.es().max_seq_nos(new).await?;
-        if now.len() != seq_nos.len() {
-            return Ok(None);
-        }
-        let mut written = std::collections::HashMap::new();
-        for (shard, (now, then)) in now.iter().zip(seq_nos).enumerate() {
-            if now == then {
-                continue;
+        copy: Option<&CopyProgress>,
+    ) -> Result<Vec<DocKey>, MigrationError> {
+        let Some(base) = copy.and_then(|c| c.source_seq_nos.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        let now = self.es().max_seq_nos(old).await?;
+        let mut keys = Vec::new();
+        for (shard, (now, then)) in now.iter().zip(base).enumerate() {
+            if now > then {
+                let docs = self
+                    .es()
+                    .changed_since(old, shard, *then, SCAN_PAGE)
+                    .await?;
+                keys.extend(docs.into_iter().map(|d| d.key));
             }
-            let docs = self
-                .es()
-                .changed_since(new, shard, *then, SCAN_PAGE)
-                .await?;
-            if docs.len() as i64 != now - then || docs.iter().any(|d| d.version < 1) {
-                return Ok(None);
-            }
-            written.extend(docs.into_iter().map(|d| (d.key, d.version)));
         }
-        Ok(Some(Delta {
-            written,
-            deleted: Some(HashSet::new()),
-        }))
-    }
-
-    /// Writes `delta` into `to`: each written document as it is in `from`
-    /// now (with its routing), each deleted one removed.
-    async fn apply(&self, to: &str, from: &str, delta: &Delta) -> Result<(), MigrationError> {
-        let keys: Vec<DocKey> = delta.written.keys().cloned().collect();
-        for chunk in keys.chunks(REPLAY_CHUNK) {
-            let sources = self.es().sources(from, chunk).await?;
-            let mut body = Vec::new();
-            for (key, source) in chunk.iter().zip(sources) {
-                match source {
-                    Some(source) => {
-                        push_action(&mut body, "index", to, key);
-                        body.extend_from_slice(source.get().replace('\n', " ").as_bytes());
-                        body.push(b'\n');
-                    }
-                    // Deleted since the scan: delete it here too.
-                    None => push_action(&mut body, "delete", to, key),
-                }
-            }
-            self.replay_bulk(body).await?;
-        }
-        let deleted: Vec<&DocKey> = delta.deleted.iter().flatten().collect();
-        for chunk in deleted.chunks(REPLAY_CHUNK) {
-            let mut body = Vec::new();
-            for key in chunk {
-                push_action(&mut body, "delete", to, key);
-            }
-            self.replay_bulk(body).await?;
-        }
-        Ok(())
-    }
-
-    /// Sends one replay body; busy answers are retried, any item that is
-    /// neither written nor an already-missing delete is an error.
-    async fn replay_bulk(&self, body: Vec<u8>) -> Result<(), MigrationError> {
-        let body = bytes::Bytes::from(body);
-        let mut wait = Duration::from_millis(200);
-        for attempt in 1.. {
-            let busy = match self.es().bulk(body.clone(), None, None).await {
-                Ok(answer) => {
-                    let bad = answer
-                        .items
-                        .iter()
-                        .find(|i| !(200..300).contains(&i.status) && i.status != 404);
-                    match bad {
-                        None => return Ok(()),
-                        Some(i) if i.status == 429 || i.status >= 500 => {
-                            format!("item {:?} answered {}", i.id, i.status)
-                        }
-                        Some(i) => {
-                            return Err(MigrationError::Replay(format!(
-                                "the old generation refused document {:?}: {} {}",
-                                i.id.as_deref().unwrap_or("?"),
-                                i.error_type.as_deref().unwrap_or(""),
-                                i.error_reason.as_deref().unwrap_or("")
-                            )))
-                        }
-                    }
-                }
-                Err(e)
-                    if e.is_unavailable() || e.status().is_some_and(|s| s == 429 || s >= 500) =>
-                {
-                    e.to_string()
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if attempt == 8 {
-                return Err(MigrationError::Replay(format!(
-                    "the cluster stayed busy: {busy}"
-                )));
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
-        }
-        unreachable!("the loop returns")
+        Ok(keys)
     }
 }
 
@@ -463,16 +330,6 @@ fn look(
         present,
         seq_nos,
     }
-}
-
-fn push_action(body: &mut Vec<u8>, action: &str, index: &str, key: &DocKey) {
-    let mut meta = json!({"_index": index, "_id": key.id});
-    if let Some(r) = &key.routing {
-        meta["routing"] = json!(r);
-    }
-    let line = json!({ action: meta });
-    body.extend_from_slice(line.to_string().as_bytes());
-    body.push(b'\n');
 }
 
 fn illegal(state: &IndexState, detail: &str) -> MigrationError {

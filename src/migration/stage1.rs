@@ -127,6 +127,7 @@ impl Migrator {
             Err(MigrationError::Cluster(e)) if e.is_ambiguous() => e,
             Err(e) => return Err(e),
         };
+        let _ = self.es().wait_for_pending_changes().await;
         match self.generation_token(target).await {
             Ok(Some(found)) if found == token => {
                 warn!(index = name, generation = %target, error = %error, "the answer to creating the new generation was lost; read back: it was created");
@@ -150,7 +151,8 @@ impl Migrator {
     /// Deletes a generation a refused stage 1 made — only when it is
     /// provably unused: behind no alias, never written to, and (with a
     /// token) made by this very request. Otherwise it is kept and logged.
-    async fn drop_own_generation(&self, index: &str, token: Option<&str>) {
+    /// Returns whether it was deleted.
+    async fn drop_own_generation(&self, index: &str, token: Option<&str>) -> bool {
         let unused = async {
             if !self.aliases_of(index).await?.is_empty() {
                 return Ok::<_, MigrationError>(Some("an alias points at it"));
@@ -172,10 +174,12 @@ impl Migrator {
         match unused.await {
             Ok(None) => self.delete_quietly(index).await,
             Ok(Some(why)) => {
-                warn!(generation = %index, why, "kept the generation of a refused stage 1; delete it by hand once you have looked at it")
+                warn!(generation = %index, why, "kept the generation of a refused stage 1; delete it by hand once you have looked at it");
+                false
             }
             Err(e) => {
-                warn!(generation = %index, error = %e, "kept the generation of a refused stage 1: could not check that it is unused")
+                warn!(generation = %index, error = %e, "kept the generation of a refused stage 1: could not check that it is unused");
+                false
             }
         }
     }
@@ -255,8 +259,9 @@ impl Migrator {
             return Ok(());
         };
         let stored = self.load(name).await?;
-        let mut next = stored.state.rollback(Utc::now())?;
-        next.abandoned.retain(|a| a != target);
+        // The new generation stays listed as abandoned unless it is
+        // deleted: an application may have written into it already.
+        let next = stored.state.rollback(Utc::now())?;
         let write = self.names(name).write_alias();
         self.transition(
             &stored,
@@ -264,7 +269,16 @@ impl Migrator {
             &[remove(target, &write), add(source, &write, Some(true))],
         )
         .await?;
-        self.drop_own_generation(target, None).await;
+        if self.drop_own_generation(target, None).await {
+            let unlisted = self.load(name).await.map(|s| {
+                let mut next = s.state.clone();
+                next.abandoned.retain(|a| a != target);
+                (s, next)
+            });
+            if let Ok((stored, next)) = unlisted {
+                let _ = self.store().replace(&stored, next).await;
+            }
+        }
         info!(index = %name, generation = %target, "stage 1 undone");
         Ok(())
     }
