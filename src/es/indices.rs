@@ -2,7 +2,7 @@
 
 use elasticsearch::http::Method;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::{seg, Body, EsClient, EsError};
 
@@ -127,5 +127,42 @@ impl EsClient {
                 call: format!("GET /{index}/_settings"),
                 detail: "index.number_of_shards missing".into(),
             })
+    }
+}
+
+impl EsClient {
+    /// Blocks writes to `index` (writers get 403 `cluster_block_exception`)
+    /// with the index block API, which returns once writes already under
+    /// way have finished; or lifts the block.
+    pub async fn set_write_block(&self, index: &str, blocked: bool) -> Result<(), EsError> {
+        if blocked {
+            let path = format!("/{}/_block/write", seg(index));
+            return self
+                .send_ok(Method::Put, &path, &[], None, None)
+                .await
+                .map(drop);
+        }
+        self.put_settings(index, &json!({ "index.blocks.write": Value::Null }))
+            .await
+    }
+
+    /// Whether writes to `index` are blocked (`index.blocks.write`).
+    pub async fn write_blocked(&self, index: &str) -> Result<bool, EsError> {
+        let settings = self.get_settings(index).await?;
+        Ok(settings
+            .get("index.blocks.write")
+            .is_some_and(|v| v == "true" || v == &json!(true)))
+    }
+
+    /// The index's UUID, or `None` when no index of that name exists.
+    pub async fn index_uuid(&self, index: &str) -> Result<Option<String>, EsError> {
+        match self.get_settings(index).await {
+            Ok(settings) => Ok(settings
+                .get("index.uuid")
+                .and_then(Value::as_str)
+                .map(str::to_owned)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Documents by key rather than by content: every `(_id, _routing)` of an
-//! index with its `_version`, metadata and sources of chosen keys, and the
-//! per-shard sequence numbers that tell whether an index was written to.
-//! What these mean for a migration is decided by the caller.
+//! index with its `_version` and sequence number, and realtime metadata and
+//! sources of chosen keys. What these mean for a migration is decided by
+//! the caller.
 
 use elasticsearch::http::Method;
 use serde::Deserialize;
@@ -307,131 +307,6 @@ impl EsClient {
             });
         }
         Ok(answer.docs)
-    }
-
-    /// The highest sequence number of each primary shard, by shard number:
-    /// it grows with every write or delete, survives restarts, and so tells
-    /// exactly whether an index was written to since it was last read.
-    pub async fn max_seq_nos(&self, index: &str) -> Result<Vec<i64>, EsError> {
-        #[derive(Deserialize)]
-        struct Stats {
-            #[serde(default)]
-            indices: std::collections::HashMap<String, IndexStats>,
-        }
-        #[derive(Deserialize)]
-        struct IndexStats {
-            #[serde(default)]
-            shards: std::collections::BTreeMap<String, Vec<ShardCopy>>,
-        }
-        #[derive(Deserialize)]
-        struct ShardCopy {
-            routing: Routing,
-            seq_no: SeqNo,
-        }
-        #[derive(Deserialize)]
-        struct Routing {
-            primary: bool,
-        }
-        #[derive(Deserialize)]
-        struct SeqNo {
-            max_seq_no: i64,
-        }
-        let path = format!("/{}/_stats/docs", seg(index));
-        let stats: Stats = self
-            .send_json(Method::Get, &path, &[("level", "shards")], None)
-            .await?;
-        let call = || format!("GET {path}");
-        let shards = stats
-            .indices
-            .into_values()
-            .next()
-            .ok_or_else(|| EsError::Decode {
-                call: call(),
-                detail: format!("no statistics for {index}"),
-            })?
-            .shards;
-        let mut seq_nos = vec![None; shards.len()];
-        for (number, copies) in shards {
-            let n: usize = number.parse().map_err(|_| EsError::Decode {
-                call: call(),
-                detail: format!("shard number {number:?}"),
-            })?;
-            let primary = copies.iter().find(|c| c.routing.primary);
-            if let (Some(slot), Some(p)) = (seq_nos.get_mut(n), primary) {
-                *slot = Some(p.seq_no.max_seq_no);
-            }
-        }
-        seq_nos
-            .into_iter()
-            .enumerate()
-            .map(|(n, s)| {
-                s.ok_or_else(|| EsError::Decode {
-                    call: call(),
-                    detail: format!("shard {n} of {index} has no started primary"),
-                })
-            })
-            .collect()
-    }
-
-    /// Live documents of shard `shard` whose last operation has a sequence
-    /// number of at most `max`.
-    pub async fn count_up_to_seq_no(
-        &self,
-        index: &str,
-        shard: usize,
-        max: i64,
-    ) -> Result<u64, EsError> {
-        #[derive(Deserialize)]
-        struct Count {
-            count: u64,
-        }
-        let path = format!("/{}/_count", seg(index));
-        let preference = format!("_shards:{shard}");
-        let body = json!({"query": {"range": {"_seq_no": {"lte": max}}}});
-        let count: Count = self
-            .send_json(
-                Method::Post,
-                &path,
-                &[("preference", preference.as_str())],
-                Some(Body::json(&body)),
-            )
-            .await?;
-        Ok(count.count)
-    }
-
-    /// Blocks writes to `index` (writers get 403 `cluster_block_exception`)
-    /// with the index block API, which returns once writes already under
-    /// way have finished; or lifts the block.
-    pub async fn set_write_block(&self, index: &str, blocked: bool) -> Result<(), EsError> {
-        if blocked {
-            let path = format!("/{}/_block/write", seg(index));
-            return self
-                .send_ok(Method::Put, &path, &[], None, None)
-                .await
-                .map(drop);
-        }
-        self.put_settings(index, &json!({ "index.blocks.write": Value::Null }))
-            .await
-    }
-
-    /// Whether writes to `index` are blocked (`index.blocks.write`).
-    pub async fn write_blocked(&self, index: &str) -> Result<bool, EsError> {
-        let settings = self.get_settings(index).await?;
-        Ok(settings
-            .get("index.blocks.write")
-            .is_some_and(|v| v == "true" || v == &json!(true)))
-    }
-
-    /// The index's UUID, or `None` when no index of that name exists.
-    pub async fn index_uuid(&self, index: &str) -> Result<Option<String>, EsError> {
-        match self.get_settings(index).await {
-            Ok(settings) => Ok(settings
-                .get("index.uuid")
-                .and_then(Value::as_str)
-                .map(str::to_owned)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 }
 

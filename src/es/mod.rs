@@ -9,8 +9,8 @@
 //!
 //! Submodules add calls to [`EsClient`] by area: `indices`, `aliases`,
 //! `bulk`, `search` (sliced scroll, point in time), `keys` (documents by
-//! key and version, sequence numbers), `tasks` and `inspect` (an index's
-//! whole definition, name resolution, templates).
+//! key and version), `seq_nos` (per-shard sequence numbers), `tasks` and
+//! `inspect` (an index's whole definition, name resolution, templates).
 
 mod aliases;
 mod bulk;
@@ -21,6 +21,7 @@ mod info;
 mod inspect;
 mod keys;
 mod search;
+mod seq_nos;
 mod tasks;
 
 pub use aliases::{AliasAction, AliasDefinition, AliasEntry};

@@ -1,0 +1,101 @@
+//! Per-shard sequence numbers: every write or delete on a shard takes the
+//! next one, and they survive restarts, so they tell exactly whether (and
+//! how much) an index was written to since they were last read.
+
+use elasticsearch::http::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{seg, Body, EsClient, EsError};
+
+impl EsClient {
+    /// The highest sequence number of each primary shard, by shard number:
+    /// it grows with every write or delete, survives restarts, and so tells
+    /// exactly whether an index was written to since it was last read.
+    pub async fn max_seq_nos(&self, index: &str) -> Result<Vec<i64>, EsError> {
+        #[derive(Deserialize)]
+        struct Stats {
+            #[serde(default)]
+            indices: std::collections::HashMap<String, IndexStats>,
+        }
+        #[derive(Deserialize)]
+        struct IndexStats {
+            #[serde(default)]
+            shards: std::collections::BTreeMap<String, Vec<ShardCopy>>,
+        }
+        #[derive(Deserialize)]
+        struct ShardCopy {
+            routing: Routing,
+            seq_no: SeqNo,
+        }
+        #[derive(Deserialize)]
+        struct Routing {
+            primary: bool,
+        }
+        #[derive(Deserialize)]
+        struct SeqNo {
+            max_seq_no: i64,
+        }
+        let path = format!("/{}/_stats/docs", seg(index));
+        let stats: Stats = self
+            .send_json(Method::Get, &path, &[("level", "shards")], None)
+            .await?;
+        let call = || format!("GET {path}");
+        let shards = stats
+            .indices
+            .into_values()
+            .next()
+            .ok_or_else(|| EsError::Decode {
+                call: call(),
+                detail: format!("no statistics for {index}"),
+            })?
+            .shards;
+        let mut seq_nos = vec![None; shards.len()];
+        for (number, copies) in shards {
+            let n: usize = number.parse().map_err(|_| EsError::Decode {
+                call: call(),
+                detail: format!("shard number {number:?}"),
+            })?;
+            let primary = copies.iter().find(|c| c.routing.primary);
+            if let (Some(slot), Some(p)) = (seq_nos.get_mut(n), primary) {
+                *slot = Some(p.seq_no.max_seq_no);
+            }
+        }
+        seq_nos
+            .into_iter()
+            .enumerate()
+            .map(|(n, s)| {
+                s.ok_or_else(|| EsError::Decode {
+                    call: call(),
+                    detail: format!("shard {n} of {index} has no started primary"),
+                })
+            })
+            .collect()
+    }
+
+    /// Live documents of shard `shard` whose last operation has a sequence
+    /// number of at most `max`.
+    pub async fn count_up_to_seq_no(
+        &self,
+        index: &str,
+        shard: usize,
+        max: i64,
+    ) -> Result<u64, EsError> {
+        #[derive(Deserialize)]
+        struct Count {
+            count: u64,
+        }
+        let path = format!("/{}/_count", seg(index));
+        let preference = format!("_shards:{shard}");
+        let body = json!({"query": {"range": {"_seq_no": {"lte": max}}}});
+        let count: Count = self
+            .send_json(
+                Method::Post,
+                &path,
+                &[("preference", preference.as_str())],
+                Some(Body::json(&body)),
+            )
+            .await?;
+        Ok(count.count)
+    }
+}
