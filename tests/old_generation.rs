@@ -67,7 +67,8 @@ async fn writes_to_the_old_generation_during_the_copy_fail_it_until_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_to_the_old_generation_after_ready_block_the_flip() {
-    let env = Env::new("oldgen2", &["kb"], "").await;
+    // (`extra` lands in [migration]: cleanup may go at once.)
+    let env = Env::new("oldgen2", &["kb"], "retention = \"0s\"").await;
     let (old, _) = env.stage1("kb", 300).await;
     let state = env.spawn_copy("kb", "oldgen-test").await.unwrap().unwrap();
     assert_eq!(state.phase.name(), "ready");
@@ -113,6 +114,26 @@ async fn writes_to_the_old_generation_after_ready_block_the_flip() {
     let (status, flipped) = daemon.post("/v1/indexes/kb/flip", None).await;
     assert_eq!(status, 200, "{flipped}");
 
+    // After the flip, writes by name to the old generation keep cleanup
+    // from deleting it.
+    let again =
+        format!("{{\"index\":{{\"_index\":\"{old}\",\"_id\":\"after-flip\"}}}}\n{{\"n\":-2}}\n");
+    assert!(
+        !env.es
+            .bulk(again.into(), Some("true"), None)
+            .await
+            .unwrap()
+            .errors
+    );
+    let before = env.snapshot(&["kb"]).await;
+    let (status, err) = daemon.post("/v1/indexes/kb/cleanup", None).await;
+    assert_eq!(
+        code(status, &err),
+        (409, Some("old_generation_written")),
+        "{err}"
+    );
+    assert_eq!(env.snapshot(&["kb"]).await, before, "nothing deleted");
+
     // A rollback's replay takes what was written by name for what it is:
     // not an application delete (the new generation never had it).
     let (status, view) = daemon
@@ -130,6 +151,15 @@ async fn writes_to_the_old_generation_after_ready_block_the_flip() {
         .await
         .unwrap();
     assert_eq!(by_name, 1, "the document written by name is still there");
+    let after_flip = env
+        .es
+        .count_query(
+            &old,
+            &serde_json::json!({"ids": {"values": ["after-flip"]}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after_flip, 1);
     daemon.stop().await;
     env.cleanup().await;
 }

@@ -20,6 +20,21 @@ impl Migrator {
         let (next, doomed) = stored
             .state
             .cleanup(self.config().migration.retention, Utc::now())?;
+        // The previous generation goes only if nothing wrote to it by name
+        // since the copy's snapshot (or that loss was accepted).
+        if let (Some(old), Some(copy)) = (
+            stored.state.phase.old_generation(),
+            stored.state.phase.copy(),
+        ) {
+            let operations = self.old_generation_writes(old, copy).await?;
+            if operations > copy.accepted_old_generation_writes {
+                return Err(MigrationError::OldGenerationWritten {
+                    name: name.to_owned(),
+                    old: old.to_owned(),
+                    operations,
+                });
+            }
+        }
         for index in &doomed {
             let links: Vec<AliasEntry> = self.aliases_of(index).await?;
             if !links.is_empty() {

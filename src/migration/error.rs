@@ -41,9 +41,9 @@ pub enum MigrationError {
     },
     /// Something wrote to the old generation by its name after the copy's
     /// snapshot: the new generation lacks it.
-    #[error("cannot flip {name}: {operations} operations reached the old generation {old} by its name after the copy's snapshot \
-             (a writer bypasses the write alias); the new generation lacks them. Find the writer, then roll back and reindex, \
-             or accept the loss with `reindexd accept {name}`")]
+    #[error("{name}: {operations} operations reached the old generation {old} by its name after the copy's snapshot \
+             (a writer bypasses the write alias); the new generation lacks them, so this step is refused and nothing changed. \
+             Find the writer, then roll back (--replay keeps them in the old generation), or accept the loss with `reindexd accept {name}`")]
     OldGenerationWritten {
         name: String,
         old: String,

@@ -152,11 +152,11 @@ impl Migrator {
     /// measured on the old generation by its name so far.
     pub async fn accept(&self, name: &str) -> Result<IndexState, MigrationError> {
         let stored = self.load(name).await?;
-        let old_writes = match stored.state.phase.copy() {
-            Some(copy) if stored.state.phase.name() != "flipped" => {
-                self.old_generation_writes(stored.state.phase.read_index(), copy)
-                    .await?
-            }
+        let old_writes = match (
+            stored.state.phase.old_generation(),
+            stored.state.phase.copy(),
+        ) {
+            (Some(old), Some(copy)) => self.old_generation_writes(old, copy).await?,
             _ => 0,
         };
         let next = stored.state.accept_failures(old_writes, Utc::now())?;

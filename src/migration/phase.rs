@@ -80,7 +80,7 @@ impl Action {
             Action::Rollback => "copying, ready, failed or flipped",
             Action::Cleanup => "flipped (after retention), or live with abandoned generations",
             Action::Accept => {
-                "failed (with document failures), copying, or ready with writes to the old generation"
+                "failed (with document failures), copying, or ready or flipped with writes to the old generation"
             }
             Action::Pause | Action::Resume | Action::Throttle => "copying",
         }
@@ -139,6 +139,17 @@ impl Phase {
             Phase::Copying { target, .. }
             | Phase::Ready { target, .. }
             | Phase::Failed { target, .. } => target,
+        }
+    }
+
+    /// The generation being replaced, while one is (the copy's source).
+    pub fn old_generation(&self) -> Option<&str> {
+        match self {
+            Phase::Live { .. } => None,
+            Phase::Copying { source, .. }
+            | Phase::Ready { source, .. }
+            | Phase::Failed { source, .. } => Some(source),
+            Phase::Flipped { previous, .. } => Some(previous),
         }
     }
 
@@ -315,6 +326,20 @@ impl IndexState {
                 Phase::Ready {
                     source: source.clone(),
                     target: target.clone(),
+                    copy: accepted(copy),
+                },
+                now,
+            )),
+            Phase::Flipped {
+                index,
+                previous,
+                flipped_at,
+                copy,
+            } if old_writes > copy.accepted_old_generation_writes => Ok(self.with(
+                Phase::Flipped {
+                    index: index.clone(),
+                    previous: previous.clone(),
+                    flipped_at: *flipped_at,
                     copy: accepted(copy),
                 },
                 now,

@@ -108,10 +108,8 @@ impl Migrator {
         let (Some(copy), Some(progress)) = (state.phase.copy(), view.progress.as_mut()) else {
             return Ok(());
         };
-        if matches!(state.phase.name(), "ready" | "failed" | "copying") {
-            let now = self
-                .old_generation_writes(state.phase.read_index(), copy)
-                .await?;
+        if let Some(old) = state.phase.old_generation() {
+            let now = self.old_generation_writes(old, copy).await?;
             progress.old_generation_writes = progress.old_generation_writes.max(now);
         }
         Ok(())
