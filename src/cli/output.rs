@@ -95,6 +95,9 @@ pub fn describe(v: &IndexView) -> String {
         if p.paused {
             line.push_str("  PAUSED");
         }
+        if let (None, Some(error)) = (p.finished_at, &p.last_error) {
+            line.push_str(&format!("\n  retrying after: {error}"));
+        }
         let unaccepted = p
             .old_generation_writes
             .saturating_sub(p.accepted_old_generation_writes);

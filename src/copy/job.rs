@@ -106,13 +106,22 @@ pub async fn drive(
             Ok(state) => return Ok(state),
             Err(e) if e.is_transient() && !handle.cancel.is_cancelled() => {
                 warn!(index = name, error = %e, retry_in = ?pause, "copy interrupted; resuming from the last checkpoint");
+                // `status` shows why a copy is retrying.
+                let last = e.to_string();
+                let _ = migrator
+                    .update_copy(name, Action::Reindex, |c| c.last_error = Some(last.clone()))
+                    .await;
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = handle.cancel.cancelled() => return Err(CopyError::Cancelled),
                 }
                 pause = (pause * 2).min(Duration::from_secs(30));
             }
-            Err(CopyError::Fatal(reason)) => {
+            Err(e) if e.is_permanent() => {
+                let reason = match e {
+                    CopyError::Fatal(reason) => reason,
+                    other => format!("the copy cannot go on: {other}"),
+                };
                 warn!(index = name, %reason, "copy failed");
                 return match migrator.fail_copy(name, owner, &reason).await {
                     Ok(state) => Ok(state),

@@ -72,6 +72,10 @@ pub async fn read_slice(
         slice,
         after,
         scroll_id: None,
+        pit: match &spec.mode {
+            ReadMode::Pit { pit, .. } => Some(pit.clone()),
+            ReadMode::Scroll => None,
+        },
         first: true,
     };
     let counters = stats.slice(slice.id);
@@ -132,6 +136,9 @@ struct Reader<'a> {
     slice: Slice,
     after: Option<Value>,
     scroll_id: Option<String>,
+    /// The point in time as the last answer named it: the engine may
+    /// renew the id, and the latest one must be sent next.
+    pit: Option<PitId>,
     first: bool,
 }
 
@@ -140,6 +147,7 @@ impl Reader<'_> {
         let s = self.spec;
         match &s.mode {
             ReadMode::Pit { pit, sort } => {
+                let pit = self.pit.as_ref().unwrap_or(pit);
                 let after = self
                     .after
                     .as_ref()
@@ -157,6 +165,13 @@ impl Reader<'_> {
                 // A resumed slice keeps the total of its checkpoint.
                 if self.after.is_some() {
                     page.total = None;
+                }
+                if let Some(id) = page.pit_id.take().filter(|id| !id.is_empty()) {
+                    let renewed = PitId {
+                        engine: pit.engine,
+                        id,
+                    };
+                    self.pit = Some(renewed);
                 }
                 Ok(page)
             }

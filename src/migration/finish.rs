@@ -41,6 +41,7 @@ impl Migrator {
         }
         let mut copy = copy.clone();
         finish(&mut copy);
+        copy.last_error = None;
         if let Some(reason) = self.target_replaced(target, &copy).await? {
             let next = stored
                 .state

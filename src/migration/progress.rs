@@ -73,6 +73,10 @@ pub struct CopyProgress {
     /// As many old-generation operations as the operator accepted (`accept`).
     #[serde(default)]
     pub accepted_old_generation_writes: u64,
+    /// The error the copy last retried after, while it runs; cleared when
+    /// it ends.
+    #[serde(default)]
+    pub last_error: Option<String>,
     /// The point in time the client copy reads, while it is open: with it
     /// the slices' `after` cursors resume exactly where they stopped.
     #[serde(default)]
@@ -137,6 +141,7 @@ impl CopyProgress {
             source_seq_nos: None,
             old_generation_writes: 0,
             accepted_old_generation_writes: 0,
+            last_error: None,
             pit: None,
         }
     }

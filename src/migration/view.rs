@@ -44,6 +44,8 @@ pub struct ProgressView {
     /// accepted blocks `ready` and the flip.
     pub old_generation_writes: u64,
     pub accepted_old_generation_writes: u64,
+    /// Why a running copy is retrying, if it is.
+    pub last_error: Option<String>,
     /// 0.0 to 1.0.
     pub ratio: f64,
     pub paused: bool,
@@ -80,6 +82,7 @@ impl ProgressView {
             failed: copy.failed,
             old_generation_writes: copy.old_generation_writes,
             accepted_old_generation_writes: copy.accepted_old_generation_writes,
+            last_error: copy.last_error.clone(),
             ratio: copy.ratio(),
             paused: copy.paused,
             requests_per_second: copy.requests_per_second,
