@@ -203,6 +203,12 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
     }
     let connect = config.connect_options()?;
     let migrator = Migrator::new(EsClient::connect(&connect)?, config.clone());
+    if !matches!(cli.command, Command::Serve(_)) {
+        let info = migrator.es().info().await?;
+        if let Some(why) = info.unsupported() {
+            return Err(why.into());
+        }
+    }
     match cli.command {
         Command::Serve(_) => serve(config, cli.config.clone(), cli.overrides(), log).await,
         Command::Init(n) => {

@@ -134,6 +134,18 @@ async fn scan(
     let mut ready = false;
     loop {
         if !ready {
+            match migrator.es().info().await.map(|i| i.unsupported()) {
+                Ok(Some(why)) => {
+                    // Nothing is changed on an engine reindexd cannot drive.
+                    error!("{why}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(SCAN_INTERVAL) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    continue;
+                }
+                Ok(None) | Err(_) => {}
+            }
             match migrator.store().ensure_index().await {
                 Ok(()) => {
                     info!("cluster answered; state index ready");

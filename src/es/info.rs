@@ -74,6 +74,24 @@ impl ServerInfo {
         }
     }
 
+    /// Why reindexd does not run against this engine, when it does not:
+    /// below Elasticsearch 7.17 and OpenSearch 2.12. Alias removals with
+    /// `must_exist` (every transition's compare-and-set on aliases) need
+    /// Elasticsearch 7.9 / OpenSearch 2.12, and sliced point-in-time reads
+    /// a later 7.x than 7.10; 7.17 is the last 7.x line.
+    pub fn unsupported(&self) -> Option<String> {
+        let (major, minor) = match self.engine {
+            Engine::Elasticsearch => (7, 17),
+            Engine::OpenSearch => (2, 12),
+        };
+        (!self.version.at_least(major, minor)).then(|| {
+            format!(
+                "{self} is too old: reindexd needs {} {major}.{minor} or later (alias changes with must_exist, sliced point-in-time reads)",
+                self.engine
+            )
+        })
+    }
+
     /// Whether a PIT search may sort on the `_shard_doc` tiebreaker.
     pub fn supports_shard_doc(&self) -> bool {
         match self.engine {
@@ -188,6 +206,34 @@ impl EsClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engines_older_than_the_minimum_are_refused_by_name() {
+        let info = |engine, v: &str| ServerInfo {
+            engine,
+            version: Version::parse(v).unwrap(),
+            cluster_name: "c".into(),
+        };
+        for (engine, v) in [
+            (Engine::Elasticsearch, "7.17.29"),
+            (Engine::Elasticsearch, "8.19.21"),
+            (Engine::Elasticsearch, "9.1.0"),
+            (Engine::OpenSearch, "2.12.0"),
+            (Engine::OpenSearch, "2.19.6"),
+            (Engine::OpenSearch, "3.6.0"),
+        ] {
+            assert_eq!(info(engine, v).unsupported(), None, "{engine} {v}");
+        }
+        for (engine, v) in [
+            (Engine::Elasticsearch, "7.10.2"),
+            (Engine::Elasticsearch, "6.8.23"),
+            (Engine::OpenSearch, "2.11.1"),
+            (Engine::OpenSearch, "1.3.19"),
+        ] {
+            let why = info(engine, v).unsupported().expect("refused");
+            assert!(why.contains(v) && why.contains("or later"), "{why}");
+        }
+    }
 
     #[test]
     fn detects_opensearch_and_elasticsearch() {
