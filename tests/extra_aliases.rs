@@ -32,7 +32,7 @@ async fn definitions(env: &Env, index: &str) -> Vec<AliasDefinition> {
 async fn extra_aliases_move_with_the_read_alias_and_back() {
     let env = Env::new("extra", &["kb"], "").await;
     let m = &env.migrator;
-    let a = m.init("kb").await.unwrap().phase.read_index().to_owned();
+    let a = env.init("kb").await;
     env.load_docs("kb", 100).await;
     let p = &env.prefix;
     let define = |alias: &str, extra: serde_json::Value| {

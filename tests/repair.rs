@@ -23,7 +23,7 @@ async fn drop_state_index(env: &Env) {
 async fn a_deleted_state_index_is_rebuilt_live_and_after_stage_1() {
     let env = Env::new("repair1", &["kb", "wiki"], "").await;
     let m = &env.migrator;
-    let kb = m.init("kb").await.unwrap().phase.read_index().to_owned();
+    let kb = env.init("kb").await;
     m.init("wiki").await.unwrap();
     env.load_docs("wiki", 50).await;
     env.set_mapping("wiki", MAPPING_V2);
@@ -72,14 +72,7 @@ async fn a_deleted_state_index_is_rebuilt_live_and_after_stage_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_rebuilds_a_lost_state_at_start() {
     let env = Env::new("repair2", &["kb"], "").await;
-    let a = env
-        .migrator
-        .init("kb")
-        .await
-        .unwrap()
-        .phase
-        .read_index()
-        .to_owned();
+    let a = env.init("kb").await;
     drop_state_index(&env).await;
     let daemon = Daemon::start(&env).await;
     let view = daemon
@@ -94,14 +87,7 @@ async fn the_daemon_rebuilds_a_lost_state_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drifted_aliases_show_in_status_and_repair_puts_them_back() {
     let env = Env::new("repair3", &["kb"], "").await;
-    let a = env
-        .migrator
-        .init("kb")
-        .await
-        .unwrap()
-        .phase
-        .read_index()
-        .to_owned();
+    let a = env.init("kb").await;
     let stray = env.plain_index("stray").await;
     // Someone moves the write alias by hand.
     env.es
@@ -155,14 +141,7 @@ async fn repair_refuses_what_the_cluster_does_not_say() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_block_left_on_the_write_alias_shows_and_repair_lifts_it() {
     let env = Env::new("repair5", &["kb"], "").await;
-    let a = env
-        .migrator
-        .init("kb")
-        .await
-        .unwrap()
-        .phase
-        .read_index()
-        .to_owned();
+    let a = env.init("kb").await;
     // What an interrupted `rollback --replay` can leave behind.
     env.es.set_write_block(&a, true).await.unwrap();
     let view = env.migrator.view("kb").await.unwrap();

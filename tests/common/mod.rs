@@ -267,6 +267,12 @@ impl Env {
             .unwrap()
     }
 
+    /// `init` of `name`; returns its first generation.
+    pub async fn init(&self, name: &str) -> String {
+        let state = self.migrator.init(name).await.unwrap();
+        state.phase.read_index().to_owned()
+    }
+
     /// The usual start of a migration test: `init` of `name`, `count`
     /// documents, the v2 mapping, stage 1. Returns the old and the new
     /// generation; the copy has not started.
