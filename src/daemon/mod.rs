@@ -134,17 +134,14 @@ async fn scan(
     let mut ready = false;
     loop {
         if !ready {
-            match migrator.es().info().await.map(|i| i.unsupported()) {
-                Ok(Some(why)) => {
-                    // Nothing is changed on an engine reindexd cannot drive.
-                    error!("{why}");
-                    tokio::select! {
-                        _ = tokio::time::sleep(SCAN_INTERVAL) => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                    continue;
+            if let Ok(Some(why)) = migrator.es().info().await.map(|i| i.unsupported()) {
+                // Nothing is changed on an engine reindexd cannot drive.
+                error!("{why}");
+                tokio::select! {
+                    _ = tokio::time::sleep(SCAN_INTERVAL) => {}
+                    _ = shutdown.cancelled() => return,
                 }
-                Ok(None) | Err(_) => {}
+                continue;
             }
             match migrator.store().ensure_index().await {
                 Ok(()) => {
