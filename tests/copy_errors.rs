@@ -46,9 +46,15 @@ async fn a_transient_error_is_retried_and_shown_until_it_goes() {
     let proxy = FaultProxy::start(&common::es_url());
     let env = Env::on_node(proxy.url(), "trans", &["kb"], "").await;
     let (_, target) = env.stage1("kb", 200).await;
+    // Opening the copy's point in time, as each engine spells it.
+    let (_, info) = common::client().await;
+    let open_pit = match info.engine {
+        reindexd::es::Engine::Elasticsearch => "/_pit",
+        reindexd::es::Engine::OpenSearch => "/_search/point_in_time",
+    };
     let rule = proxy.inject(
         Rule::new(
-            Match::new(Method::POST, "/_search/point_in_time"),
+            Match::new(Method::POST, open_pit),
             Fault::RespondWithoutForwarding(503),
         )
         .always(),

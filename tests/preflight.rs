@@ -296,6 +296,14 @@ async fn a_template_that_states_only_what_the_mapping_file_states_is_harmless() 
 
 #[tokio::test]
 async fn data_streams_cannot_be_a_source_nor_shape_the_new_generation() {
+    let (caps, info) = common::capabilities::of_test_node().await;
+    if !caps.data_streams {
+        return common::capabilities::not_on(
+            &info,
+            "the data-stream preflight test",
+            "data streams",
+        );
+    }
     let (env, mut guard) = live("pfds", common::MAPPING_V1).await;
     // A data-stream template over the generation names and a data stream.
     let streams = format!("{}ds", env.prefix);

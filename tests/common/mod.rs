@@ -15,6 +15,7 @@
 
 pub mod app;
 pub mod binary;
+pub mod capabilities;
 pub mod proxy;
 pub mod tls;
 
