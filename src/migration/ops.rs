@@ -245,14 +245,12 @@ impl Migrator {
         let written = self.store.replace(stored, next).await?;
         match self.apply_aliases(actions).await {
             Ok(()) => Ok(written.state),
-            Err(AliasFailure::NotApplied(e)) => {
-                self.revert(&written, stored.state.clone()).await;
-                Err(e.into())
+            Err(failure) => {
+                if matches!(failure, AliasFailure::NotApplied(_)) {
+                    self.revert(&written, stored.state.clone()).await;
+                }
+                Err(failure.into_error(&written.state.name))
             }
-            Err(AliasFailure::Unknown(e)) => Err(MigrationError::AliasesUnknown {
-                name: written.state.name.clone(),
-                source: Box::new(e),
-            }),
         }
     }
 

@@ -187,13 +187,9 @@ impl Migrator {
             .collect();
         actions.push(add(read_on, &read, None));
         actions.push(add(write_on, &write, Some(true)));
-        self.apply_aliases(&actions).await.map_err(|f| match f {
-            super::resolve::AliasFailure::NotApplied(e) => e.into(),
-            super::resolve::AliasFailure::Unknown(e) => MigrationError::AliasesUnknown {
-                name: state.name.clone(),
-                source: Box::new(e),
-            },
-        })
+        self.apply_aliases(&actions)
+            .await
+            .map_err(|f| f.into_error(&state.name))
     }
 
     /// The state is missing but aliases of `name` exist: what `status`

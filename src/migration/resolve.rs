@@ -64,6 +64,21 @@ pub enum AliasFailure {
     Unknown(EsError),
 }
 
+impl AliasFailure {
+    /// The error a caller of `name`'s alias change reports, once it has
+    /// done what a change that was not applied asks of it (put the state
+    /// back).
+    pub(super) fn into_error(self, name: &str) -> MigrationError {
+        match self {
+            AliasFailure::NotApplied(e) => e.into(),
+            AliasFailure::Unknown(e) => MigrationError::AliasesUnknown {
+                name: name.to_owned(),
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
 impl Migrator {
     /// Applies `actions` in one `_aliases` request. When the answer is
     /// lost, reads the aliases back: a change that was applied is a

@@ -89,19 +89,15 @@ impl Migrator {
         ];
         match self.apply_aliases(&actions).await {
             Ok(()) => {}
-            Err(AliasFailure::NotApplied(e)) => {
-                if self.revert(&written, stored.state).await {
+            Err(failure) => {
+                // Neither shape: keep everything (the new generation may
+                // hold the write alias and writes); status shows the drift.
+                if matches!(failure, AliasFailure::NotApplied(_))
+                    && self.revert(&written, stored.state).await
+                {
                     self.drop_own_generation(&target, Some(&token)).await;
                 }
-                return Err(e.into());
-            }
-            // Neither shape: keep everything (the new generation may hold
-            // the write alias and writes); status shows the drift.
-            Err(AliasFailure::Unknown(e)) => {
-                return Err(MigrationError::AliasesUnknown {
-                    name: name.to_owned(),
-                    source: Box::new(e),
-                })
+                return Err(failure.into_error(name));
             }
         }
         self.count_alias_change(name, "write");
