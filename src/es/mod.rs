@@ -35,6 +35,7 @@ pub use inspect::{
 };
 pub use keys::{DocKey, Found, KeyVersion};
 pub use search::{Hit, Page, PitId, Slice};
+pub use seq_nos::{operations_between, ShardChanges};
 pub use tasks::TaskStatus;
 
 use std::time::Duration;

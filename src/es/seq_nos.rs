@@ -6,7 +6,7 @@ use elasticsearch::http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{seg, Body, EsClient, EsError};
+use super::{seg, Body, EsClient, EsError, KeyVersion};
 
 impl EsClient {
     /// The highest sequence number of each primary shard, by shard number:
@@ -97,5 +97,60 @@ impl EsClient {
             )
             .await?;
         Ok(count.count)
+    }
+
+    /// Per shard that moved past `base` (numbers read earlier): how many
+    /// operations came since, and the live documents whose last operation
+    /// is one of them. `None` when the shard count is not that of `base`.
+    pub async fn changes_since(
+        &self,
+        index: &str,
+        base: &[i64],
+        page: usize,
+    ) -> Result<Option<Vec<ShardChanges>>, EsError> {
+        let now = self.max_seq_nos(index).await?;
+        if now.len() != base.len() {
+            return Ok(None);
+        }
+        let mut changes = Vec::new();
+        for (shard, (now, then)) in now.iter().zip(base).enumerate() {
+            if now > then {
+                changes.push(ShardChanges {
+                    operations: (now - then) as u64,
+                    docs: self.changed_since(index, shard, *then, page).await?,
+                });
+            }
+        }
+        Ok(Some(changes))
+    }
+}
+
+/// What happened on one shard since its sequence number was read.
+#[derive(Debug)]
+pub struct ShardChanges {
+    pub operations: u64,
+    /// Live documents whose last operation came after.
+    pub docs: Vec<KeyVersion>,
+}
+
+/// Operations between two readings of an index's per-shard sequence
+/// numbers (`then` before `now`).
+pub fn operations_between(then: &[i64], now: &[i64]) -> u64 {
+    now.iter()
+        .zip(then)
+        .map(|(n, t)| (n - t).max(0) as u64)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_count_per_shard_never_below_zero() {
+        assert_eq!(operations_between(&[3, -1], &[5, 1]), 4);
+        assert_eq!(operations_between(&[3, 7], &[3, 7]), 0);
+        // A shard that went back (a restore): not negative work.
+        assert_eq!(operations_between(&[9, 0], &[4, 2]), 2);
     }
 }

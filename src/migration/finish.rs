@@ -87,11 +87,7 @@ impl Migrator {
             return Ok(0);
         };
         let now = self.es().max_seq_nos(source).await?;
-        Ok(now
-            .iter()
-            .zip(base)
-            .map(|(n, b)| (n - b).max(0) as u64)
-            .sum())
+        Ok(crate::es::operations_between(base, &now))
     }
 
     /// Why `target` is not the generation stage 1 made for `copy` (gone,

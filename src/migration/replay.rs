@@ -87,23 +87,17 @@ impl Migrator {
         new: &str,
         seq_nos: &[i64],
     ) -> Result<Option<Delta>, MigrationError> {
-        let now = self.es().max_seq_nos(new).await?;
-        if now.len() != seq_nos.len() {
+        let Some(changes) = self.es().changes_since(new, seq_nos, SCAN_PAGE).await? else {
             return Ok(None);
-        }
+        };
         let mut written = std::collections::HashMap::new();
-        for (shard, (now, then)) in now.iter().zip(seq_nos).enumerate() {
-            if now == then {
-                continue;
-            }
-            let docs = self
-                .es()
-                .changed_since(new, shard, *then, SCAN_PAGE)
-                .await?;
-            if docs.len() as i64 != now - then || docs.iter().any(|d| d.version < 1) {
+        for shard in changes {
+            if shard.docs.len() as u64 != shard.operations
+                || shard.docs.iter().any(|d| d.version < 1)
+            {
                 return Ok(None);
             }
-            written.extend(docs.into_iter().map(|d| (d.key, d.seq_no)));
+            written.extend(shard.docs.into_iter().map(|d| (d.key, d.seq_no)));
         }
         Ok(Some(Delta {
             written,

@@ -148,11 +148,7 @@ impl Migrator {
             },
         };
         if let Some(after) = after {
-            report.late_operations = after
-                .iter()
-                .zip(seq_nos)
-                .map(|(a, b)| (a - b).max(0) as u64)
-                .sum();
+            report.late_operations = crate::es::operations_between(seq_nos, &after);
             if report.late_operations > 0 {
                 warn!(index = name, late_operations = report.late_operations, generation = %new,
                       "application operations reached the abandoned generation between the check and the switch; they are not in the old generation");
@@ -302,18 +298,13 @@ impl Migrator {
         let Some(base) = copy.and_then(|c| c.source_seq_nos.as_ref()) else {
             return Ok(Vec::new());
         };
-        let now = self.es().max_seq_nos(old).await?;
-        let mut keys = Vec::new();
-        for (shard, (now, then)) in now.iter().zip(base).enumerate() {
-            if now > then {
-                let docs = self
-                    .es()
-                    .changed_since(old, shard, *then, SCAN_PAGE)
-                    .await?;
-                keys.extend(docs.into_iter().map(|d| d.key));
-            }
-        }
-        Ok(keys)
+        let changes = self.es().changes_since(old, base, SCAN_PAGE).await?;
+        Ok(changes
+            .into_iter()
+            .flatten()
+            .flat_map(|shard| shard.docs)
+            .map(|d| d.key)
+            .collect())
     }
 }
 
