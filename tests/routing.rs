@@ -42,11 +42,16 @@ async fn a_routing_collision_is_a_failure_not_a_superseded_copy() {
         .phase
         .read_index()
         .to_owned();
-    let twins = env
-        .es
-        .count_query(&source, &json!({"ids": {"values": ["twin"]}}))
+    let counted = reqwest::Client::new()
+        .post(format!("{}/{source}/_count", common::es_url()))
+        .json(&json!({"query": {"ids": {"values": ["twin"]}}}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
         .await
         .unwrap();
+    let twins = counted["count"].as_u64().unwrap();
     assert_eq!(twins, 2, "the source holds `twin` once per shard");
 
     env.set_mapping("kb", ONE_SHARD);

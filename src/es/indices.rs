@@ -104,18 +104,6 @@ impl EsClient {
         Ok(count.count)
     }
 
-    /// `POST /{index}/_count` with `query`.
-    pub async fn count_query(&self, index: &str, query: &Value) -> Result<u64, EsError> {
-        #[derive(Deserialize)]
-        struct Count {
-            count: u64,
-        }
-        let path = format!("/{}/_count", seg(index));
-        let body = super::Body::json(&serde_json::json!({ "query": query }));
-        let count: Count = self.send_json(Method::Post, &path, &[], Some(body)).await?;
-        Ok(count.count)
-    }
-
     /// Number of primary shards of the index.
     pub async fn primary_shards(&self, index: &str) -> Result<u32, EsError> {
         let settings = self.get_settings(index).await?;
