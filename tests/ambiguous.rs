@@ -317,3 +317,48 @@ async fn a_generation_deleted_during_the_copy_fails_it_with_the_reason() {
     assert_eq!(env.aliases("kb").await, (vec![old.clone()], vec![old]));
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replay_settles_lost_answers_of_its_write_block_and_its_bulks() {
+    let w = World::new("amb4").await;
+    let mut app = App::new(&w.env.write_alias("kb"), INITIAL, 0xa11_0004);
+    let block = || Match::new(Method::PUT, "/_block/write");
+    let bulk = || Match::path(Method::POST, "/_bulk");
+    for (call, on) in [("block", &block as &dyn Fn() -> Match), ("bulk", &bulk)] {
+        for (fault, _) in faults() {
+            let what = format!("rollback --replay, {call}, {fault:?}");
+            w.migrator.reindex("kb").await.unwrap();
+            w.finish_copy().await;
+            app = writer(&w.direct, app, 30).await.unwrap();
+            let new = w
+                .migrator
+                .load("kb")
+                .await
+                .unwrap()
+                .state
+                .phase
+                .write_index()
+                .to_owned();
+            let rule = w.proxy.inject(Rule::new(on(), fault));
+            let result = w.migrator.rollback("kb", WritesPolicy::Replay).await;
+            assert_eq!(rule.fired(), 1, "{what}: the fault fired");
+            // A lost block answer fails the rollback and leaves no block; a
+            // lost bulk answer is sent again (index and delete are
+            // idempotent) and the rollback goes through.
+            assert_eq!(result.is_ok(), call == "bulk", "{what}: {result:?}");
+            assert!(
+                !w.direct.write_blocked(&new).await.unwrap(),
+                "{what}: no block left"
+            );
+            w.assert_consistent(&app, &what).await;
+            if result.is_err() {
+                w.migrator
+                    .rollback("kb", WritesPolicy::Replay)
+                    .await
+                    .unwrap();
+                w.assert_consistent(&app, &what).await;
+            }
+        }
+    }
+    w.stop().await;
+}
