@@ -30,6 +30,18 @@ async fn copy_with_writer(env: &Env, app: &mut App, ops: u64) -> (String, String
     (old, new)
 }
 
+/// A bare rollback over the API is refused as losing writes, saying `what`.
+async fn bare_rollback_refused(daemon: &Daemon, what: &str) {
+    let (status, err) = daemon.post("/v1/indexes/kb/rollback", None).await;
+    assert_eq!(
+        code(status, &err),
+        (409, Some("writes_would_be_lost")),
+        "{err}"
+    );
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains(what), "{message}");
+}
+
 async fn setup(label: &str, initial: u64) -> (Env, App) {
     let env = Env::new(
         label,
@@ -59,17 +71,11 @@ async fn replay_puts_every_write_and_delete_since_stage_1_into_the_old_generatio
 
     let daemon = Daemon::start(&env).await;
     let before = env.snapshot(&["kb"]).await;
-    let (status, err) = daemon.post("/v1/indexes/kb/rollback", None).await;
-    assert_eq!(
-        code(status, &err),
-        (409, Some("writes_would_be_lost")),
-        "{err}"
-    );
-    let message = err["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains(&format!("{written} documents written, {deleted} deleted")),
-        "{message}"
-    );
+    bare_rollback_refused(
+        &daemon,
+        &format!("{written} documents written, {deleted} deleted"),
+    )
+    .await;
     let (status, err) = daemon
         .post("/v1/indexes/kb/rollback", Some(r#"{"writes": "keep"}"#))
         .await;
@@ -198,17 +204,7 @@ async fn while_copying_replay_waits_for_the_copy_and_a_bare_rollback_counts_writ
             .contains("waits for the copy to finish"),
         "{err}"
     );
-    let (status, err) = daemon.post("/v1/indexes/kb/rollback", None).await;
-    assert_eq!(
-        code(status, &err),
-        (409, Some("writes_would_be_lost")),
-        "{err}"
-    );
-    let message = err["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains(&format!("{written} documents written")),
-        "{message}"
-    );
+    bare_rollback_refused(&daemon, &format!("{written} documents written")).await;
     assert_eq!(env.snapshot(&["kb"]).await, before);
 
     let (status, view) = daemon
