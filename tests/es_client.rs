@@ -69,7 +69,7 @@ async fn creates_index_bulks_counts_and_reads_settings() {
 
 #[tokio::test]
 async fn bulk_reports_per_item_outcomes() {
-    let (client, _) = common::client().await;
+    let (client, info) = common::client().await;
     let prefix = common::unique("items");
     let index = format!("{prefix}_a");
     client
@@ -95,7 +95,7 @@ async fn bulk_reports_per_item_outcomes() {
     );
     assert_eq!(
         response.items[2].error_type.as_deref(),
-        Some("mapper_parsing_exception")
+        Some(common::capabilities::parsing_exception(&info))
     );
     common::cleanup(&client, &prefix).await;
 }
@@ -299,6 +299,10 @@ async fn point_in_time_pages_with_search_after() {
 
 #[tokio::test]
 async fn server_reindex_runs_as_a_task() {
+    let (caps, info) = common::capabilities::of_test_node().await;
+    if !caps.reindex {
+        return common::capabilities::not_on(&info, "server_reindex_runs_as_a_task", "_reindex");
+    }
     let (client, _) = common::client().await;
     let prefix = common::unique("task");
     let (a, b) = (format!("{prefix}_a"), format!("{prefix}_b"));

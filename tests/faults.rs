@@ -127,7 +127,7 @@ async fn a_node_restart_mid_copy_resumes_and_ends_exact() {
         let (m, handle) = (m.clone(), handle.clone());
         tokio::spawn(async move { drive(&m, "kb", "restart-test", &handle).await })
     };
-    wait_for_progress(&handle, 1_500).await;
+    common::wait_for_progress(&handle, 1_500).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-cluster");
     let restarted = tokio::process::Command::new(script)
         .args(["restart", "--port", &port.to_string()])
@@ -150,26 +150,6 @@ async fn a_node_restart_mid_copy_resumes_and_ends_exact() {
     env.es.refresh(&target).await.unwrap();
     assert_eq!(env.es.count(&target).await.unwrap(), total);
     env.cleanup().await;
-}
-
-async fn wait_for_progress(handle: &CopyHandle, docs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = handle.stats().map_or(0, |s| {
-            let mut c = reindexd::migration::CopyProgress::new(
-                reindexd::config::CopyEngine::Client,
-                0,
-                chrono::Utc::now(),
-            );
-            s.apply(&mut c);
-            c.done()
-        });
-        if done >= docs {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no progress: {done} documents");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A `reindexd serve` child process.

@@ -171,7 +171,12 @@ async fn send(method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16
 /// `init kb` from `mapping`, a few documents, then `MAPPING_V2` as the
 /// next generation's file.
 async fn live(label: &str, mapping: &str) -> (Env, Guard) {
-    let env = Env::new(label, &["kb"], "").await;
+    live_with(label, mapping, "").await
+}
+
+/// [`live`] with `index_options` in `kb`'s config section.
+async fn live_with(label: &str, mapping: &str, index_options: &str) -> (Env, Guard) {
+    let env = Env::with_index_options(label, &["kb"], "", index_options).await;
     let guard = Guard::new(&env);
     env.set_mapping("kb", mapping);
     let run = reindexd(&env, &["init", "kb"]).await;
@@ -292,6 +297,23 @@ async fn a_template_that_states_only_what_the_mapping_file_states_is_harmless() 
     let settings = env.es.get_settings(target).await.unwrap();
     assert_eq!(settings["index.number_of_shards"], "3", "the file wins");
     assert_eq!(env.es.count(target).await.unwrap(), 50);
+}
+
+#[tokio::test]
+async fn server_engine_is_refused_where_the_cluster_cannot_run_it() {
+    let (caps, info) = common::capabilities::of_test_node().await;
+    if caps.reindex && caps.painless {
+        return common::capabilities::not_for(
+            &info,
+            "the server-engine refusal test",
+            "this engine has _reindex and painless, so the server engine is not refused",
+        );
+    }
+    let (env, _guard) = live_with("pfsrv", common::MAPPING_V1, "engine = \"server\"").await;
+    let message = assert_refused(&env, "server_engine_unavailable").await;
+    let missing = if caps.reindex { "painless" } else { "_reindex" };
+    assert!(message.contains(&format!("needs {missing}")), "{message}");
+    assert!(message.contains("engine = \"client\""), "{message}");
 }
 
 #[tokio::test]

@@ -14,8 +14,8 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_copy_follows_the_task_and_respects_app_writes() {
     let (caps, info) = common::capabilities::of_test_node().await;
-    if !caps.painless {
-        return common::capabilities::not_on(&info, "the server engine", "painless");
+    if !caps.painless || !caps.reindex {
+        return common::capabilities::not_on(&info, "the server engine", "_reindex and painless");
     }
     let env = Env::with_index_options(
         "server",

@@ -277,7 +277,12 @@ pub async fn run_once(
         })
         .await?;
     close(&es, &plan.mode).await;
-    info!(index = name, phase = state.phase.name(), "copy finished");
+    match &state.phase {
+        crate::migration::Phase::Failed { reason, .. } => {
+            warn!(index = name, reason = %reason, "copy finished: failed")
+        }
+        phase => info!(index = name, phase = phase.name(), "copy finished"),
+    }
     Ok(state)
 }
 

@@ -68,10 +68,10 @@ pub async fn plan_read(
                     source_seq_nos: None,
                 });
             }
-            Err(e)
-                if e.status().is_some_and(|s| (400..500).contains(&s))
-                    || e.status() == Some(500) =>
-            {
+            // Any refusal but "busy": contexts expired, or lost with a node
+            // that left (5xx, partial pages); a new point in time finds
+            // every shard where it is now.
+            Err(e) if e.status().is_some_and(|s| s != 429) => {
                 info!(error = %e, "the copy's point in time is gone; unfinished slices start over");
             }
             Err(e) => return Err(e),

@@ -21,6 +21,7 @@ mod info;
 mod inspect;
 mod keys;
 mod search;
+mod security;
 mod seq_nos;
 mod tasks;
 
@@ -35,8 +36,9 @@ pub use inspect::{
 };
 pub use keys::{DocKey, Found, KeyVersion};
 pub use search::{Hit, Page, PitId, Slice};
+pub use security::IndexPrivileges;
 pub use seq_nos::{operations_between, ShardChanges};
-pub use tasks::TaskStatus;
+pub use tasks::{Availability, ServerCopySupport, TaskStatus};
 
 use std::time::Duration;
 
@@ -98,6 +100,8 @@ pub struct EsClient {
     /// For error messages: the first configured URL, without credentials.
     url: String,
     request_timeout: Duration,
+    /// How many node URLs the pool rotates through.
+    nodes: usize,
 }
 
 impl std::fmt::Debug for EsClient {
@@ -162,6 +166,7 @@ impl EsClient {
             transport,
             url: shown.as_str().trim_end_matches('/').to_owned(),
             request_timeout: options.request_timeout,
+            nodes: options.urls.len(),
         })
     }
 
@@ -192,11 +197,29 @@ impl EsClient {
             }
         };
         let query = (!query.is_empty()).then_some(query);
-        let result = self
-            .transport
-            .send(method, path, headers, query, payload, timeout)
-            .await;
-        let response = result.map_err(|e| self.transport_error(method, path, &e, timeout))?;
+        // A node that refuses the connection never saw the request: the
+        // next node of the pool gets it, as any cluster client does.
+        let mut tries = self.nodes;
+        let response = loop {
+            tries -= 1;
+            let result = self
+                .transport
+                .send(
+                    method,
+                    path,
+                    headers.clone(),
+                    query,
+                    payload.clone(),
+                    timeout,
+                )
+                .await;
+            match result {
+                Err(e) if tries > 0 && never_sent(&e) => continue,
+                result => {
+                    break result.map_err(|e| self.transport_error(method, path, &e, timeout))?
+                }
+            }
+        };
         let status = response.status_code().as_u16();
         let bytes = response
             .bytes()
@@ -307,6 +330,19 @@ fn call_name(method: Method, path: &str) -> String {
 
 /// The error and its sources on one line: the innermost cause ("connection
 /// refused", "invalid peer certificate") is what an operator needs.
+/// Whether the request failed before reaching the node (the connection
+/// itself could not be made), so sending it elsewhere cannot apply it twice.
+fn never_sent(e: &elasticsearch::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<reqwest::Error>() {
+            return r.is_connect();
+        }
+        source = s.source();
+    }
+    false
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();

@@ -58,8 +58,53 @@ struct SearchResponse {
     #[serde(rename = "_scroll_id")]
     scroll_id: Option<String>,
     pit_id: Option<String>,
+    #[serde(rename = "_shards", default)]
+    shards: ShardCounts,
+    #[serde(default)]
+    timed_out: bool,
     #[serde(default)]
     hits: Hits,
+}
+
+/// How many shards failed to answer a page, and why.
+#[derive(Default, Deserialize)]
+struct ShardCounts {
+    #[serde(default)]
+    failed: u64,
+    #[serde(default)]
+    failures: Vec<Value>,
+}
+
+/// A page that some shards did not answer (their node left, a context was
+/// lost, the search timed out) is partial: its hits are not all there, and
+/// an empty one would end a slice early. It is an error, "unavailable"
+/// like the engine's own answer when it refuses partial results, so the
+/// read is tried again.
+fn check_complete(response: &SearchResponse, call: &str) -> Result<(), EsError> {
+    if response.shards.failed == 0 && !response.timed_out {
+        return Ok(());
+    }
+    let first = response.shards.failures.first();
+    let error_type = first
+        .and_then(|f| f["reason"]["type"].as_str())
+        .unwrap_or("search_phase_execution_exception");
+    let why = first
+        .and_then(|f| f["reason"]["reason"].as_str())
+        .unwrap_or("the search timed out");
+    Err(EsError::Status {
+        call: call.to_owned(),
+        status: 503,
+        error_type: Some(error_type.to_owned()),
+        reason: format!(
+            "partial page: {} shard(s) failed{}: {why}",
+            response.shards.failed,
+            if response.timed_out {
+                ", timed out"
+            } else {
+                ""
+            }
+        ),
+    })
 }
 
 #[derive(Default, Deserialize)]
@@ -107,7 +152,10 @@ impl EsClient {
         }
         let path = format!("/{}/_search", seg(index));
         let keep = secs(keep_alive);
-        let query = [("scroll", keep.as_str())];
+        let query = [
+            ("scroll", keep.as_str()),
+            ("allow_partial_search_results", "false"),
+        ];
         self.search_page(&path, &query, &body).await
     }
 
@@ -208,7 +256,8 @@ impl EsClient {
             })?;
             body["search_after"] = after;
         }
-        self.search_page("/_search", &[], &body).await
+        let query = [("allow_partial_search_results", "false")];
+        self.search_page("/_search", &query, &body).await
     }
 
     async fn search_page(
@@ -223,6 +272,7 @@ impl EsClient {
             .send_ok(Method::Post, path, query, Some(Body::json(body)), None)
             .await?;
         let response: SearchResponse = decode(Method::Post, path, &bytes)?;
+        check_complete(&response, &format!("POST {path}"))?;
         Ok(Page {
             hits: response.hits.hits,
             scroll_id: response.scroll_id,
@@ -262,6 +312,26 @@ mod tests {
         let r: SearchResponse =
             serde_json::from_slice(br#"{"_scroll_id":"x","hits":{"total":{"value":0}}}"#).unwrap();
         assert!(r.hits.hits.is_empty());
+    }
+
+    #[test]
+    fn a_partial_page_is_an_error_to_retry() {
+        let partial = br#"{"pit_id":"p","timed_out":false,"_shards":{"total":3,"successful":2,"failed":1,
+            "failures":[{"shard":2,"reason":{"type":"search_context_missing_exception","reason":"No search context found for id [7]"}}]},
+            "hits":{"hits":[]}}"#;
+        let response: SearchResponse = serde_json::from_slice(partial).unwrap();
+        let err = check_complete(&response, "POST /_search").unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+        assert_eq!(err.error_type(), Some("search_context_missing_exception"));
+        assert!(err.to_string().contains("1 shard(s) failed"), "{err}");
+
+        let late = br#"{"timed_out":true,"_shards":{"total":3,"successful":3,"failed":0},"hits":{"hits":[]}}"#;
+        let response: SearchResponse = serde_json::from_slice(late).unwrap();
+        assert!(check_complete(&response, "POST /_search").is_err());
+
+        let whole = br#"{"timed_out":false,"_shards":{"total":3,"successful":3,"failed":0},"hits":{"hits":[]}}"#;
+        let response: SearchResponse = serde_json::from_slice(whole).unwrap();
+        assert!(check_complete(&response, "POST /_search").is_ok());
     }
 
     #[test]

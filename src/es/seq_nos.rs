@@ -65,9 +65,13 @@ impl EsClient {
             .into_iter()
             .enumerate()
             .map(|(n, s)| {
-                s.ok_or_else(|| EsError::Decode {
+                // A primary being promoted or recovered: unavailable for
+                // now, as the engine itself would say of a search.
+                s.ok_or_else(|| EsError::Status {
                     call: call(),
-                    detail: format!("shard {n} of {index} has no started primary"),
+                    status: 503,
+                    error_type: Some("no_shard_available_action_exception".into()),
+                    reason: format!("shard {n} of {index} has no started primary"),
                 })
             })
             .collect()

@@ -23,7 +23,8 @@ use super::store::{StateStore, Stored};
 use crate::config::{Config, IndexConfig, Tuning};
 use crate::es::{AliasAction, AliasEntry, EsClient, EsError};
 
-/// The target's settings replaced during a copy, restored afterwards.
+/// The target's settings reindexd sets for a copy (all but the replica
+/// count, which it keeps), set from the mapping file afterwards.
 pub const BULK_SETTING_KEYS: [&str; 3] = [
     "index.refresh_interval",
     "index.number_of_replicas",

@@ -2,11 +2,15 @@
 //! ran now — a source whose `_source` cannot give back every document, a
 //! source that is a data stream or managed by rollover, an extra write
 //! alias on the source, templates or ISM policies that would shape the new
-//! generation beyond its mapping file (see `templates`).
+//! generation beyond its mapping file (see `templates`), a server engine
+//! the cluster cannot run (see `engine`); first of all, credentials that
+//! lack a privilege reindexd needs (see `privileges`).
 //!
 //! It only reads the cluster. What it read is judged by pure functions, so
 //! `plan` shows exactly the findings that stage 1 refuses on.
 
+mod engine;
+mod privileges;
 mod source;
 mod templates;
 
@@ -19,9 +23,10 @@ use super::error::MigrationError;
 use super::mapping::MappingFile;
 use super::names::Names;
 use super::ops::Migrator;
+use crate::config::CopyEngine;
 use crate::es::{
     AliasDefinition, IndexDefinition, IndexTemplate, IsmTemplate, LegacyTemplate, Resolved,
-    SimulatedIndex,
+    ServerCopySupport, SimulatedIndex,
 };
 
 /// How much a finding matters.
@@ -104,6 +109,9 @@ pub(super) struct Observed {
     pub simulated: SimulatedIndex,
     pub legacy: Vec<LegacyTemplate>,
     pub ism: Ism,
+    /// What the cluster offers the server engine; read only when the
+    /// index is configured with `engine = "server"`.
+    pub server_copy: Option<ServerCopySupport>,
 }
 
 /// The `ism_template`s of ISM policies, as far as they could be read.
@@ -127,12 +135,22 @@ impl Migrator {
         target: &str,
         mapping: &MappingFile,
     ) -> Result<Vec<Finding>, MigrationError> {
-        let accepted = &self.index_config(name)?.accept_lost_fields;
+        let config = self.index_config(name)?;
+        let accepted = &config.accept_lost_fields;
+        let server = config.engine == CopyEngine::Server;
         let names = self.names(name);
         let es = self.es();
+        let state_index = &self.config().migration.state_index;
+        let asked = privileges::required(&names, state_index);
+        if let Some(missing) = es.missing_privileges(&privileges::CLUSTER, &asked).await? {
+            if !missing.is_empty() {
+                // The other reads would only be refused.
+                return Ok(privileges::findings(&missing));
+            }
+        }
         let read = names.read_alias();
         let resolve = [source, read.as_str()];
-        let (source_def, resolved, composable, simulated, legacy, ism) = tokio::try_join!(
+        let (source_def, resolved, composable, simulated, legacy, ism, server_copy) = tokio::try_join!(
             es.index_definition(source),
             es.resolve_index(&resolve),
             es.index_templates(),
@@ -146,6 +164,12 @@ impl Migrator {
                     Err(e) => Err(e),
                 }
             },
+            async {
+                match server {
+                    true => es.server_copy_support().await.map(Some),
+                    false => Ok(None),
+                }
+            },
         )?;
         let seen = Observed {
             source: source_def,
@@ -154,6 +178,7 @@ impl Migrator {
             simulated,
             legacy,
             ism,
+            server_copy,
         };
         Ok(judge(&names, accepted, mapping, source, target, &seen))
     }
@@ -216,6 +241,7 @@ pub(super) fn judge(
     findings.extend(source::source_field(source, &seen.source, accepted));
     findings.extend(aliases(names, &seen.source.aliases));
     findings.extend(templates::findings(target, file, seen));
+    findings.extend(engine::server_copy(seen.server_copy.as_ref()));
     findings
 }
 

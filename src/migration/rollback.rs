@@ -74,6 +74,35 @@ impl Migrator {
         name: &str,
         policy: WritesPolicy,
     ) -> Result<(IndexState, RollbackReport), MigrationError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.rollback_once(name, policy).await {
+                // A running copy saved a checkpoint between the look and
+                // the switch: the state write was refused and nothing was
+                // changed, so look again.
+                Err(MigrationError::Conflict(_)) if tries < 5 && self.copying(name).await => {
+                    info!(
+                        index = name,
+                        "the copy saved a checkpoint meanwhile; rolling back again"
+                    );
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn copying(&self, name: &str) -> bool {
+        self.load(name)
+            .await
+            .is_ok_and(|s| s.state.phase.name() == "copying")
+    }
+
+    async fn rollback_once(
+        &self,
+        name: &str,
+        policy: WritesPolicy,
+    ) -> Result<(IndexState, RollbackReport), MigrationError> {
         let stored = self.load(name).await?;
         let next = stored.state.rollback(Utc::now())?;
         let old = next.phase.read_index().to_owned();

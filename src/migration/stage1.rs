@@ -50,9 +50,11 @@ impl Migrator {
                 )
             })
             .collect();
+        // Replicas stay as the file says: the new generation takes the
+        // application's writes from this moment on, and an unreplicated one
+        // would lose them (and stop taking them) with any one node.
         let bulk: Map<String, Value> = [
             ("index.refresh_interval", json!("-1")),
-            ("index.number_of_replicas", json!(0)),
             (
                 "index.gc_deletes",
                 json!(format!("{}s", copy_config.gc_deletes.as_secs())),

@@ -33,19 +33,31 @@ pub fn original(i: u64) -> Value {
 
 /// One single-item bulk request; returns the item's status. A write
 /// blocked for a moment (403, `cluster_block_exception`: a rollback's
-/// switch) is sent again, as the application contract asks.
+/// switch), refused as busy (429, 503), or sent to a node that is down is
+/// sent again, as the application contract asks (every operation here is
+/// idempotent, so a resend after a lost answer changes nothing).
 pub async fn op(es: &EsClient, action: &str, alias: &str, id: u64, body: Option<&Value>) -> u16 {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let status = op_once(es, action, alias, id, body).await;
-        if status != 403 || std::time::Instant::now() > deadline {
-            return status;
+        let outcome = op_once(es, action, alias, id, body).await;
+        let again = match &outcome {
+            Ok(status) => matches!(status, 403 | 429 | 503),
+            Err(e) => e.is_unavailable(),
+        };
+        if !again || std::time::Instant::now() > deadline {
+            return outcome.unwrap_or_else(|e| panic!("{action} {id}: {e}"));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-async fn op_once(es: &EsClient, action: &str, alias: &str, id: u64, body: Option<&Value>) -> u16 {
+async fn op_once(
+    es: &EsClient,
+    action: &str,
+    alias: &str,
+    id: u64,
+    body: Option<&Value>,
+) -> Result<u16, reindexd::es::EsError> {
     let mut meta = json!({"_index": alias, "_id": id.to_string()});
     if let Some(r) = routing(id) {
         meta["routing"] = json!(r);
@@ -56,8 +68,8 @@ async fn op_once(es: &EsClient, action: &str, alias: &str, id: u64, body: Option
         text.push_str(&b.to_string());
         text.push('\n');
     }
-    let response = es.bulk(text.into(), None, None).await.unwrap();
-    response.items[0].status
+    let response = es.bulk(text.into(), None, None).await?;
+    Ok(response.items[0].status)
 }
 
 /// Every document of `index` by id (refresh first).

@@ -183,6 +183,19 @@ impl Env {
         Self::build(url, label, indexes, extra, "").await
     }
 
+    /// Like [`Env::new`] on a cluster of several nodes: the config (and
+    /// the test's client) lists every node's URL.
+    pub async fn on_cluster(urls: &[String], label: &str, indexes: &[&str], extra: &str) -> Env {
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        Self::build_on(&urls, None, label, indexes, extra, "").await
+    }
+
+    /// Like [`Env::new`] on the node at `url` with security on, as
+    /// `user` (basic auth) in the config and the test's client.
+    pub async fn secured(url: &str, user: &str, password: &str, label: &str) -> Env {
+        Self::build_on(&[url], Some((user, password)), label, &["kb"], "", "").await
+    }
+
     async fn build(
         url: &str,
         label: &str,
@@ -190,15 +203,44 @@ impl Env {
         extra: &str,
         index_extra: &str,
     ) -> Env {
-        let mut options = ConnectOptions::new(Url::parse(url).unwrap());
+        Self::build_on(&[url], None, label, indexes, extra, index_extra).await
+    }
+
+    async fn build_on(
+        urls: &[&str],
+        auth: Option<(&str, &str)>,
+        label: &str,
+        indexes: &[&str],
+        extra: &str,
+        index_extra: &str,
+    ) -> Env {
+        // REINDEXD_TEST_LOG=reindexd=debug shows the daemon's log in a
+        // test's output (with --nocapture).
+        if let Ok(filter) = std::env::var("REINDEXD_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+        }
+        let mut options = ConnectOptions::new(Url::parse(urls[0]).unwrap());
+        options.urls = urls.iter().map(|u| Url::parse(u).unwrap()).collect();
         options.request_timeout = Duration::from_secs(60);
+        let mut auth_lines = String::new();
+        if let Some((user, password)) = auth {
+            options.auth = reindexd::es::Auth::Basic {
+                username: user.to_owned(),
+                password: reindexd::secret::Secret::new(password.to_owned()),
+            };
+            auth_lines = format!("username = \"{user}\"\npassword = \"{password}\"\n");
+        }
         let es = EsClient::connect(&options).unwrap();
         let dir = tempfile::tempdir().expect("temp dir");
         let prefix = format!("{}-", unique(label));
         std::fs::create_dir(dir.path().join("mappings")).unwrap();
+        let url_list: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+        let url_line = match urls {
+            [one] => format!("url = \"{one}\""),
+            _ => format!("urls = [{}]", url_list.join(", ")),
+        };
         let mut toml = format!(
-            "[elasticsearch]\nurl = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n[migration]\nprefix = \"{prefix}\"\nstate_index = \"{prefix}state\"\n{extra}\n",
-            url
+            "[elasticsearch]\n{url_line}\n{auth_lines}[api]\nlisten = \"127.0.0.1:0\"\n[migration]\nprefix = \"{prefix}\"\nstate_index = \"{prefix}state\"\n{extra}\n"
         );
         for name in indexes {
             std::fs::write(dir.path().join(format!("mappings/{name}.json")), MAPPING_V1).unwrap();
@@ -640,6 +682,35 @@ pub fn restartable_port() -> u16 {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(9202)
+}
+
+/// Documents a running copy has written so far, from its live counters.
+pub fn copied_so_far(handle: &reindexd::copy::CopyHandle) -> u64 {
+    handle.stats().map_or(0, |s| {
+        let mut c = reindexd::migration::CopyProgress::new(
+            reindexd::config::CopyEngine::Client,
+            0,
+            chrono::Utc::now(),
+        );
+        s.apply(&mut c);
+        c.done()
+    })
+}
+
+/// Waits (up to 60 s) until a running copy has written `docs` documents.
+pub async fn wait_for_progress(handle: &reindexd::copy::CopyHandle, docs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = copied_so_far(handle);
+        if done >= docs {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress: {done} documents"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Fails loudly, saying how to start it, when no node answers at `url`.
