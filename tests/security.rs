@@ -1,5 +1,6 @@
-//! Elasticsearch's own security (`scripts/test-cluster start --security`,
-//! users and roles of tests/es-security/roles.yml): the whole lifecycle
+//! Elasticsearch's own security (`scripts/test-cluster start --security`:
+//! HTTPS with a throwaway CA, basic auth as the users and roles of
+//! tests/es-security/roles.yml): the whole lifecycle
 //! works with exactly the privileges the README lists, and with one of
 //! them missing preflight names it and nothing changes.
 
@@ -17,23 +18,48 @@ async fn reindexd(config: &std::path::Path, args: &[&str]) -> Run {
     common::binary::reindexd(&all).await
 }
 
-/// The node with security on, and the password of its test users.
-async fn secure_node() -> Option<(String, String)> {
+/// A node with security on: its URL, CA file and the test users' password.
+struct Secure {
+    url: String,
+    ca: String,
+    password: String,
+}
+
+async fn secure_node() -> Option<Secure> {
     let (caps, info) = common::capabilities::of_test_node().await;
     if !caps.security {
         common::capabilities::not_on(&info, "tests/security.rs", "x-pack security");
         return None;
     }
     let how = "scripts/test-cluster start --engine ENGINE --security --port N, then \
-               REINDEXD_TEST_SECURE_URL and REINDEXD_TEST_SECURE_ADMIN=`scripts/test-cluster admin --port N`";
+               REINDEXD_TEST_SECURE_URL, REINDEXD_TEST_SECURE_ADMIN=`scripts/test-cluster admin --port N` \
+               and REINDEXD_TEST_SECURE_CA=`scripts/test-cluster ca --port N`";
     let url = std::env::var("REINDEXD_TEST_SECURE_URL").unwrap_or_else(|_| {
         panic!("{info} has security: the security tests need a node with it on ({how})")
     });
     let admin = std::env::var("REINDEXD_TEST_SECURE_ADMIN")
         .unwrap_or_else(|_| panic!("REINDEXD_TEST_SECURE_ADMIN is not set ({how})"));
+    let ca = std::env::var("REINDEXD_TEST_SECURE_CA")
+        .unwrap_or_else(|_| panic!("REINDEXD_TEST_SECURE_CA is not set ({how})"));
     let password = admin.split_once(':').expect("user:password").1.to_owned();
-    // Without credentials the node refuses everything.
-    let status = reqwest::get(&url)
+    assert!(
+        url.starts_with("https://"),
+        "{url}: the secure node serves HTTPS"
+    );
+    // Its certificate is trusted only through the CA, and without
+    // credentials it refuses everything.
+    assert!(
+        reqwest::get(&url).await.is_err(),
+        "{url}: a certificate no known CA signed was accepted"
+    );
+    let pem = std::fs::read(&ca).expect("the CA file");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let status = http
+        .get(&url)
+        .send()
         .await
         .expect("the secure node answers")
         .status();
@@ -41,15 +67,15 @@ async fn secure_node() -> Option<(String, String)> {
         status, 401,
         "{url} answers without credentials: security is off"
     );
-    Some((url, password))
+    Some(Secure { url, ca, password })
 }
 
 #[tokio::test]
 async fn the_lifecycle_works_with_exactly_the_documented_privileges() {
-    let Some((url, password)) = secure_node().await else {
+    let Some(node) = secure_node().await else {
         return;
     };
-    let env = Env::secured(&url, "reindexd", &password, "secure").await;
+    let env = Env::secured(&node.url, &node.ca, "reindexd", &node.password, "secure").await;
     let m = &env.migrator;
     let (first, target) = env.stage1("kb", 2_000).await;
     assert!(m.plan().await.is_ok(), "plan as the reindexd user");
@@ -85,12 +111,12 @@ async fn the_lifecycle_works_with_exactly_the_documented_privileges() {
 /// Stage 1 as `user` (whose role lacks one privilege) is refused naming
 /// `missing`, and the cluster is unchanged.
 async fn refused_for(user: &str, label: &str, missing: &str) {
-    let Some((url, password)) = secure_node().await else {
+    let Some(node) = secure_node().await else {
         return;
     };
     // Set up by the full user; the lacking one only tries stage 1, with
     // the same config but its own name.
-    let full = Env::secured(&url, "reindexd", &password, label).await;
+    let full = Env::secured(&node.url, &node.ca, "reindexd", &node.password, label).await;
     full.init("kb").await;
     full.load_docs("kb", 100).await;
     full.set_mapping("kb", MAPPING_V2);

@@ -235,6 +235,46 @@ mod tests {
         }
     }
 
+    /// The read path per engine and version of the test matrix (and the
+    /// edges around it): point in time, and the `_shard_doc` tiebreaker
+    /// that lets it be sliced freely.
+    #[test]
+    fn read_features_per_engine_and_version() {
+        let cases = [
+            (Engine::Elasticsearch, "7.17.29", true, true),
+            (Engine::Elasticsearch, "8.19.21", true, true),
+            (Engine::Elasticsearch, "9.1.0", true, true),
+            (Engine::Elasticsearch, "7.11.2", true, false),
+            (Engine::OpenSearch, "2.19.6", true, false),
+            (Engine::OpenSearch, "3.2.0", true, false),
+            (Engine::OpenSearch, "3.6.0", true, true),
+            (Engine::OpenSearch, "2.3.0", false, false),
+        ];
+        for (engine, v, pit, shard_doc) in cases {
+            let info = ServerInfo {
+                engine,
+                version: Version::parse(v).unwrap(),
+                cluster_name: "c".into(),
+            };
+            assert_eq!(
+                (info.supports_pit(), info.supports_shard_doc()),
+                (pit, shard_doc),
+                "{info}"
+            );
+        }
+    }
+
+    /// `GET /` of the Elasticsearch 8/9 test engines, as our test module
+    /// answers it (no `distribution`, like Elasticsearch's own).
+    #[test]
+    fn reads_the_elasticsearch_root_answer() {
+        let es9 = br#"{"name":"reindexd-test-node","cluster_name":"reindexd-test","version":{"number":"9.1.0","build_flavor":"default","build_type":"zip","build_hash":"00e7d33bf08f1476229d9d1642e2da46cfebdd53","build_date":"2025-07-23T22:09:53.891289976Z","build_snapshot":false,"lucene_version":"10.2.2","minimum_wire_compatibility_version":"8.19.0","minimum_index_compatibility_version":"8.0.0"}}"#;
+        let info = parse_root(es9).unwrap();
+        assert_eq!(info.to_string(), "elasticsearch 9.1.0");
+        assert_eq!(info.cluster_name, "reindexd-test");
+        assert_eq!(info.unsupported(), None);
+    }
+
     #[test]
     fn detects_opensearch_and_elasticsearch() {
         let os = br#"{"name":"n","cluster_name":"c","version":{"distribution":"opensearch","number":"2.19.6","build_type":"tar"},"tagline":"The OpenSearch Project"}"#;

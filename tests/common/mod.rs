@@ -160,6 +160,14 @@ pub const MAPPING_V2: &str = r#"{"settings": {"number_of_shards": 3, "number_of_
  "mappings": {"dynamic": false, "properties": {"title": {"type": "text"}, "n": {"type": "long"},
   "tag": {"type": "keyword", "fields": {"text": {"type": "text"}}}, "boost": {"type": "float"}}}}"#;
 
+/// Credentials and CA of a node with security on.
+pub struct Access<'a> {
+    pub user: &'a str,
+    pub password: &'a str,
+    /// CA certificate file (PEM).
+    pub ca: &'a str,
+}
+
 impl Env {
     /// Writes `mappings/{name}.json` for each of `indexes` (with `mapping`)
     /// and a config naming them; `extra` is appended to the TOML.
@@ -190,10 +198,12 @@ impl Env {
         Self::build_on(&urls, None, label, indexes, extra, "").await
     }
 
-    /// Like [`Env::new`] on the node at `url` with security on, as
-    /// `user` (basic auth) in the config and the test's client.
-    pub async fn secured(url: &str, user: &str, password: &str, label: &str) -> Env {
-        Self::build_on(&[url], Some((user, password)), label, &["kb"], "", "").await
+    /// Like [`Env::new`] on the node at `url` with security on (HTTPS,
+    /// certificate signed by the CA in file `ca`), as `user` (basic auth)
+    /// in the config and the test's client.
+    pub async fn secured(url: &str, ca: &str, user: &str, password: &str, label: &str) -> Env {
+        let access = Access { user, password, ca };
+        Self::build_on(&[url], Some(access), label, &["kb"], "", "").await
     }
 
     async fn build(
@@ -208,7 +218,7 @@ impl Env {
 
     async fn build_on(
         urls: &[&str],
-        auth: Option<(&str, &str)>,
+        access: Option<Access<'_>>,
         label: &str,
         indexes: &[&str],
         extra: &str,
@@ -223,12 +233,14 @@ impl Env {
         options.urls = urls.iter().map(|u| Url::parse(u).unwrap()).collect();
         options.request_timeout = Duration::from_secs(60);
         let mut auth_lines = String::new();
-        if let Some((user, password)) = auth {
+        if let Some(Access { user, password, ca }) = access {
             options.auth = reindexd::es::Auth::Basic {
                 username: user.to_owned(),
                 password: reindexd::secret::Secret::new(password.to_owned()),
             };
-            auth_lines = format!("username = \"{user}\"\npassword = \"{password}\"\n");
+            options.ca_pem = Some(std::fs::read(ca).expect("the CA file"));
+            auth_lines =
+                format!("username = \"{user}\"\npassword = \"{password}\"\nca_file = \"{ca}\"\n");
         }
         let es = EsClient::connect(&options).unwrap();
         let dir = tempfile::tempdir().expect("temp dir");
