@@ -327,8 +327,10 @@ async fn a_node_leaving_and_coming_back_mid_copy_loses_nothing() {
     common::wait_for_progress(&run.handle, 2_000).await;
     let down = NodeDown::stop(ports()[NODES as usize - 1]).await;
     // The copy goes on without the node.
+    // A request in flight to the leaving node may wait for its timeout and
+    // the run's backoff before the copy moves again.
     let done = common::copied_so_far(&run.handle);
-    common::wait_for_progress(&run.handle, done + 2_000).await;
+    common::wait_for_progress_within(&run.handle, done + 2_000, Duration::from_secs(240)).await;
     down.start().await;
     run.wait_green().await;
 
@@ -398,7 +400,11 @@ async fn a_rolling_restart_during_stage_1_with_an_application_writing() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (es, stop) = (env.es.clone(), stop.clone());
-        let mut app = App::new(&env.write_alias("kb"), initial, 0x5011_0001);
+        // No deletes: a node restart can make the engine forget a delete's
+        // tombstone (gc_deletes lives in memory), and the copy's version-0
+        // write then brings the document back. Seen here in CI; a known
+        // limitation (README, contract for application authors).
+        let mut app = App::without_deletes(&env.write_alias("kb"), initial, 0x5011_0001);
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 app.run(&es, 10).await;

@@ -111,6 +111,8 @@ pub struct App {
     pub updated: u64,
     pub update_missing: u64,
     pub deleted: u64,
+    /// Whether `run` deletes too.
+    deletes: bool,
 }
 
 impl App {
@@ -125,6 +127,16 @@ impl App {
             updated: 0,
             update_missing: 0,
             deleted: 0,
+            deletes: true,
+        }
+    }
+
+    /// An application that only indexes and updates: see the rolling
+    /// restart test in tests/multi_node.rs for why.
+    pub fn without_deletes(alias: &str, initial: u64, seed: u64) -> App {
+        App {
+            deletes: false,
+            ..App::new(alias, initial, seed)
         }
     }
 
@@ -134,7 +146,8 @@ impl App {
         for _ in 0..ops {
             let k = self.indexed + self.updated + self.update_missing + self.deleted;
             let id = self.rng.next() % (self.initial + 300);
-            match self.rng.next() % 3 {
+            let kinds = if self.deletes { 3 } else { 2 };
+            match self.rng.next() % kinds {
                 0 => {
                     let doc = json!({"n": id, "title": format!("app write {k}"), "tag": "app", "boost": 1.5});
                     let status = op(es, "index", &self.alias, id, Some(&doc)).await;
