@@ -328,8 +328,6 @@ fn call_name(method: Method, path: &str) -> String {
     format!("{verb} {path}")
 }
 
-/// The error and its sources on one line: the innermost cause ("connection
-/// refused", "invalid peer certificate") is what an operator needs.
 /// Whether the request failed before reaching the node (the connection
 /// itself could not be made), so sending it elsewhere cannot apply it twice.
 fn never_sent(e: &elasticsearch::Error) -> bool {
@@ -343,6 +341,8 @@ fn never_sent(e: &elasticsearch::Error) -> bool {
     false
 }
 
+/// The error and its sources on one line: the innermost cause ("connection
+/// refused", "invalid peer certificate") is what an operator needs.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
