@@ -57,11 +57,18 @@ impl EsClient {
     }
 }
 
-/// An answer of a cluster without the API: no handler for the path.
+/// An answer of a cluster without the API: no handler for the path, or
+/// (Elasticsearch without x-pack) the path read as an index name.
 fn no_such_api(status: u16, body: &[u8]) -> bool {
-    let typed = serde_json::from_slice::<Map<String, Value>>(body)
-        .is_ok_and(|v| v.get("error").is_some_and(Value::is_object));
-    matches!(status, 400 | 404 | 405) && !typed
+    let error = serde_json::from_slice::<Map<String, Value>>(body)
+        .ok()
+        .and_then(|mut v| v.remove("error"));
+    let kind = error.as_ref().and_then(|e| e["type"].as_str());
+    match status {
+        404 | 405 => true,
+        400 => matches!(kind, None | Some("invalid_index_name_exception")),
+        _ => false,
+    }
 }
 
 fn missing(answer: &Answer) -> Vec<String> {
@@ -107,6 +114,8 @@ mod tests {
         assert!(no_such_api(404, b""));
         let refused = br#"{"error":{"type":"security_exception","reason":"unable to authenticate user [x]"},"status":401}"#;
         assert!(!no_such_api(401, refused));
+        let as_index = br#"{"error":{"type":"invalid_index_name_exception","reason":"Invalid index name [_security], must not start with '_', '-', or '+'"},"status":400}"#;
+        assert!(no_such_api(400, as_index));
         let typed_400 = br#"{"error":{"type":"illegal_argument_exception","reason":"unknown privilege"},"status":400}"#;
         assert!(!no_such_api(400, typed_400));
     }
