@@ -63,9 +63,14 @@ fn transient_cluster_error(e: &EsError) -> bool {
         "shard_not_found_exception",
         "illegal_index_shard_state_exception",
     ];
+    // The engine wraps lost read contexts of a whole search (a node left
+    // with them) as a 404 search_phase_execution_exception.
+    let lost_contexts =
+        e.status() == Some(404) && e.error_type() == Some("search_phase_execution_exception");
     e.is_unavailable()
         || e.is_ambiguous()
         || e.status() == Some(408)
+        || lost_contexts
         || e.error_type().is_some_and(|t| MOVING.contains(&t))
 }
 
@@ -89,6 +94,7 @@ mod tests {
             (500, "exception"),
             (503, "unavailable_shards_exception"),
             (404, "search_context_missing_exception"),
+            (404, "search_phase_execution_exception"),
         ] {
             assert!(status(code, ty).is_transient(), "{code} {ty}");
         }
@@ -98,6 +104,7 @@ mod tests {
             (401, "security_exception"),
             (403, "security_exception"),
             (404, "index_not_found_exception"),
+            (400, "search_phase_execution_exception"),
         ] {
             let e = status(code, ty);
             assert!(!e.is_transient() && e.is_permanent(), "{code} {ty}");
