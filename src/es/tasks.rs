@@ -40,18 +40,18 @@ pub struct ServerCopySupport {
 /// An upper-case index name can never exist, so probing `_reindex` with it
 /// changes nothing.
 const PROBE_SOURCE: &str = "REINDEXD-PROBE-NOT-AN-INDEX";
-const SCRIPT_PROBE: &str = "/_scripts/painless/_execute";
+const SCRIPT_PROBE: &str = "/_script_language";
 
 impl EsClient {
     /// Probes `_reindex` and painless without changing anything: a reindex
-    /// from an index that cannot exist, and `_scripts/painless/_execute`.
+    /// from an index that cannot exist, and the script languages the
+    /// cluster lists (`GET /_script_language`).
     pub async fn server_copy_support(&self) -> Result<ServerCopySupport, EsError> {
         let reindex = serde_json::json!({
             "source": {"index": PROBE_SOURCE},
             "dest": {"index": PROBE_SOURCE.to_lowercase()},
         });
-        let script = serde_json::json!({"script": {"source": "0"}});
-        let (reindex, painless) = tokio::try_join!(
+        let (reindex, languages) = tokio::try_join!(
             self.send_raw(
                 Method::Post,
                 "/_reindex",
@@ -59,17 +59,15 @@ impl EsClient {
                 Some(Body::json(&reindex)),
                 None
             ),
-            self.send_raw(
-                Method::Post,
-                SCRIPT_PROBE,
-                &[],
-                Some(Body::json(&script)),
-                None
-            ),
+            self.send_raw(Method::Get, SCRIPT_PROBE, &[], None, None),
         )?;
+        let painless = match probe_answer(Method::Get, SCRIPT_PROBE, languages.0, &languages.1)? {
+            Availability::Yes => lists_painless(&languages.1),
+            other => other,
+        };
         Ok(ServerCopySupport {
             reindex: probe_answer(Method::Post, "/_reindex", reindex.0, &reindex.1)?,
-            painless: probe_answer(Method::Post, SCRIPT_PROBE, painless.0, &painless.1)?,
+            painless,
         })
     }
 
@@ -152,9 +150,30 @@ fn probe_answer(
     })
 }
 
+/// Whether `GET /_script_language` lists painless.
+fn lists_painless(body: &[u8]) -> Availability {
+    let listed = serde_json::from_slice::<Value>(body).is_ok_and(|v| {
+        v["language_contexts"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|c| c["language"] == "painless"))
+    });
+    match listed {
+        true => Availability::Yes,
+        false => Availability::No,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn painless_is_there_when_listed() {
+        let with = br#"{"types_allowed":["inline","stored"],"language_contexts":[{"language":"expression","contexts":["score"]},{"language":"painless","contexts":["update"]}]}"#;
+        assert_eq!(lists_painless(with), Availability::Yes);
+        let without = br#"{"types_allowed":["inline","stored"],"language_contexts":[]}"#;
+        assert_eq!(lists_painless(without), Availability::No);
+    }
 
     fn probe(status: u16, body: &[u8]) -> Result<Availability, EsError> {
         probe_answer(Method::Post, "/_reindex", status, body)
