@@ -711,16 +711,7 @@ pub fn copied_so_far(handle: &reindexd::copy::CopyHandle) -> u64 {
 
 /// Waits (up to 60 s) until a running copy has written `docs` documents.
 pub async fn wait_for_progress(handle: &reindexd::copy::CopyHandle, docs: u64) {
-    wait_for_progress_within(handle, docs, Duration::from_secs(60)).await;
-}
-
-/// [`wait_for_progress`] up to `limit`.
-pub async fn wait_for_progress_within(
-    handle: &reindexd::copy::CopyHandle,
-    docs: u64,
-    limit: Duration,
-) {
-    let deadline = std::time::Instant::now() + limit;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let done = copied_so_far(handle);
         if done >= docs {
