@@ -258,6 +258,10 @@ impl Scenario {
             state.phase.read_index().to_owned(),
             state.phase.write_index().to_owned(),
         );
+        // Every shard copy of both generations started before anything is
+        // taken away: a replica still recovering (the previous test's
+        // restarts) would leave a shard with no copy when its node leaves.
+        wait_green(&urls, &format!("{}*", env.prefix)).await;
         env.throttle("kb", rate).await;
         let handle = Arc::new(CopyHandle::detached("kb"));
         let copy = {

@@ -1,4 +1,6 @@
-//! Which engine and version answer at the cluster URL, and what they support.
+//! Which engine and version answer at the cluster URL, what they support,
+//! and where their APIs differ: the one place that knows each engine's
+//! differences (minimum versions, point in time, `_shard_doc`).
 
 use std::fmt;
 
@@ -20,6 +22,30 @@ impl fmt::Display for Engine {
             Engine::Elasticsearch => "elasticsearch",
             Engine::OpenSearch => "opensearch",
         })
+    }
+}
+
+/// The point-in-time API differs by family in its paths and bodies (the
+/// rest of the read path is the same): Elasticsearch's `_pit` takes one
+/// `id`, OpenSearch's `_search/point_in_time` a list of `pit_id`s.
+impl Engine {
+    /// Where a point in time over `index` (already path-escaped) is opened.
+    pub fn pit_open_path(self, index: &str) -> String {
+        match self {
+            Engine::Elasticsearch => format!("/{index}/_pit"),
+            Engine::OpenSearch => format!("/{index}/_search/point_in_time"),
+        }
+    }
+
+    /// Where and with what body the point in time `id` is closed.
+    pub fn pit_close_request(self, id: &str) -> (&'static str, serde_json::Value) {
+        match self {
+            Engine::Elasticsearch => ("/_pit", serde_json::json!({ "id": id })),
+            Engine::OpenSearch => (
+                "/_search/point_in_time",
+                serde_json::json!({ "pit_id": [id] }),
+            ),
+        }
     }
 }
 
@@ -262,6 +288,25 @@ mod tests {
                 "{info}"
             );
         }
+    }
+
+    #[test]
+    fn point_in_time_requests_per_family() {
+        assert_eq!(Engine::Elasticsearch.pit_open_path("kb-1"), "/kb-1/_pit");
+        assert_eq!(
+            Engine::OpenSearch.pit_open_path("kb-1"),
+            "/kb-1/_search/point_in_time"
+        );
+        let (path, body) = Engine::Elasticsearch.pit_close_request("abc");
+        assert_eq!(
+            (path, body.to_string()),
+            ("/_pit", r#"{"id":"abc"}"#.into())
+        );
+        let (path, body) = Engine::OpenSearch.pit_close_request("abc");
+        assert_eq!(
+            (path, body.to_string()),
+            ("/_search/point_in_time", r#"{"pit_id":["abc"]}"#.into())
+        );
     }
 
     /// `GET /` of the Elasticsearch 8/9 test engines, as our test module

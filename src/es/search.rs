@@ -201,10 +201,7 @@ impl EsClient {
         }
         let keep = secs(keep_alive);
         let query = [("keep_alive", keep.as_str())];
-        let path = match engine {
-            Engine::Elasticsearch => format!("/{}/_pit", seg(index)),
-            Engine::OpenSearch => format!("/{}/_search/point_in_time", seg(index)),
-        };
+        let path = engine.pit_open_path(&seg(index));
         let opened: Opened = self.send_json(Method::Post, &path, &query, None).await?;
         let id = opened.pit_id.or(opened.id).ok_or_else(|| EsError::Decode {
             call: format!("POST {path}"),
@@ -215,10 +212,7 @@ impl EsClient {
 
     /// Closes a point in time. One already gone is not an error.
     pub async fn close_pit(&self, pit: &PitId) -> Result<(), EsError> {
-        let (path, body) = match pit.engine {
-            Engine::Elasticsearch => ("/_pit", json!({"id": pit.id})),
-            Engine::OpenSearch => ("/_search/point_in_time", json!({"pit_id": [pit.id]})),
-        };
+        let (path, body) = pit.engine.pit_close_request(&pit.id);
         let (status, bytes) = self
             .send_raw(Method::Delete, path, &[], Some(Body::json(&body)), None)
             .await?;
