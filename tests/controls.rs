@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Env, MAPPING_V2};
-use reindexd::copy::{drive, Control, CopyHandle, CopyStats};
+use reindexd::copy::{drive, Control, CopyHandle, CopyStats, RunState};
 use reindexd::migration::{Action, CopyProgress};
 
 fn done(stats: &CopyStats) -> u64 {
@@ -136,6 +136,7 @@ async fn throttle_holds_the_rate_and_pause_stops_the_copy() {
         paused_at,
         "documents were copied while paused"
     );
+    assert_eq!(handle.run_state(), RunState::Paused);
     assert!(
         m.load("kb")
             .await
@@ -155,6 +156,7 @@ async fn throttle_holds_the_rate_and_pause_stops_the_copy() {
         .unwrap();
     assert_eq!(state.phase.name(), "ready");
     assert_eq!(state.phase.copy().unwrap().copied, 9_000);
+    assert_eq!(handle.run_state(), RunState::Done);
     env.cleanup().await;
 }
 
@@ -172,7 +174,7 @@ async fn set_control(
     })
     .await
     .unwrap();
-    handle.control.send_replace(Control {
+    handle.set_control(Control {
         paused,
         requests_per_second: rate,
     });

@@ -257,7 +257,7 @@ pub async fn rollback(
         )
     })??;
     if let Some(handle) = app.jobs.get(&name) {
-        handle.cancel.cancel();
+        handle.cancel();
     }
     let mut answer = serde_json::to_value(view_of(&app, &state)).map_err(|e| {
         ApiError::new(

@@ -16,7 +16,7 @@ use crate::logging::LogLevel;
 mod output;
 mod serve;
 
-use crate::copy::{drive, owner_id, CopyHandle};
+use crate::copy::{owner_id, CopyError, Jobs};
 use crate::es::EsClient;
 use crate::migration::{Action, IndexView, Migrator, WritesPolicy};
 use output::{describe, rollback_report, status, watch_progress};
@@ -374,28 +374,25 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let owner = owner_id();
-    let telemetry = crate::copy::Telemetry::default();
-    let mut copies = tokio::task::JoinSet::new();
-    let mut handles = Vec::new();
+    let jobs = Jobs::new(migrator.clone(), owner_id(), shutdown.clone());
+    let mut copies = Vec::new();
     for name in &started {
-        let (migrator, owner, name) = (migrator.clone(), owner.clone(), name.clone());
-        let handle = Arc::new(CopyHandle::new(
-            shutdown.child_token(),
-            telemetry.for_index(&name),
-        ));
-        handles.push((name.clone(), handle.clone()));
-        let span = crate::copy::copy_span(&name);
-        copies.spawn(tracing::Instrument::instrument(
-            async move {
-                let result = drive(&migrator, &name, &owner, &handle).await;
-                (name, result)
-            },
-            span,
-        ));
+        if let Some(copy) = jobs.start(name) {
+            copies.push((name.clone(), copy));
+        }
     }
+    let handles = started
+        .iter()
+        .filter_map(|name| Some((name.clone(), jobs.get(name)?)))
+        .collect();
     let watcher = tokio::spawn(watch_progress(migrator.clone(), handles, shutdown.clone()));
-    let results = copies.join_all().await;
+    let mut results = Vec::new();
+    for (name, copy) in copies {
+        let result = copy
+            .await
+            .unwrap_or_else(|e| Err(CopyError::Fatal(format!("the copy task ended: {e}"))));
+        results.push((name, result));
+    }
     watcher.abort();
     let mut failed = Vec::new();
     for (name, result) in results {

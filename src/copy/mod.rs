@@ -1,22 +1,31 @@
 //! The copy of every document from the old generation into the new one.
 //!
 //! ```text
-//! slice readers (sliced scroll, _doc order) -> bounded channel -> batcher
-//!   (NDJSON cut by bytes) -> bulk writers (permits) -> per-item outcomes
+//! job (drive: retry or fail)  ->  lease (claim, checkpoints, release)
+//!   -> engine: client | server
+//! client: slice readers (point in time or sliced scroll) -> bounded
+//!   channel -> batcher (NDJSON cut by bytes) -> bulk writers (permits)
+//!   -> per-item outcomes
+//! server: the cluster's `_reindex` task, followed through `_tasks`
 //! ```
 //!
-//! `encode` builds bodies, `outcome` classifies bulk answers, `adaptive`
-//! sets how many bulk requests may be in flight, `reader` and
-//! `writer` do the I/O, `pipeline` wires them, `server` delegates to the
-//! cluster's `_reindex` instead, `job` claims the copy,
-//! checkpoints it and hands the result to the lifecycle. This module
-//! changes no alias; it never imports the API.
+//! `job` runs a copy from claim to `ready` and is the only caller of the
+//! engines; `lease` is the only writer of a running copy's state; `handle`
+//! is how the daemon, CLI and tests control (pause, throttle, cancel) and
+//! watch (counters, [`RunState`]) a copy. In the client engine `encode`
+//! builds bodies, `outcome` classifies bulk answers, `adaptive` sets how
+//! many bulk requests may be in flight, `read_plan`, `reader` and `writer`
+//! do the I/O and `pipeline` wires them. This module changes no alias; it
+//! never imports the API.
 
 mod adaptive;
+mod client;
 mod control;
 mod encode;
 mod error;
+mod handle;
 mod job;
+mod lease;
 mod outcome;
 mod permits;
 mod pipeline;
@@ -31,7 +40,9 @@ mod writer;
 pub use control::Control;
 pub use encode::{Batch, Batcher, DocRef, Uncopyable};
 pub use error::CopyError;
-pub use job::{copy_span, drive, owner_id, run_once, CopyHandle};
+pub use handle::{CopyHandle, RunState};
+pub use job::{copy_span, drive, run_once};
+pub use lease::owner_id;
 pub use registry::Jobs;
 pub use stats::CopyStats;
 pub use telemetry::{BulkLabels, IndexLabel, IndexTelemetry, Telemetry};

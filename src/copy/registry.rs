@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use super::control::Control;
 use super::error::CopyError;
-use super::job::{copy_span, drive, CopyHandle};
+use super::handle::CopyHandle;
+use super::job::{copy_span, drive};
 use super::telemetry::Telemetry;
 use crate::migration::{CopyProgress, IndexState, Migrator};
 
@@ -36,12 +38,14 @@ impl Jobs {
         }
     }
 
-    /// Starts driving the copy of `name` unless this process already does.
-    pub fn start(&self, name: &str) {
+    /// Starts driving the copy of `name` unless this process already does
+    /// (then `None`). The daemon and the CLI's foreground copies both
+    /// start copies here; the task's result is how the copy ended.
+    pub fn start(&self, name: &str) -> Option<JoinHandle<Result<IndexState, CopyError>>> {
         let handle = {
             let mut running = self.running.lock().expect("jobs lock");
             if running.contains_key(name) {
-                return;
+                return None;
             }
             let handle = Arc::new(CopyHandle::new(
                 self.cancel.child_token(),
@@ -53,18 +57,19 @@ impl Jobs {
         let jobs = self.clone();
         let name = name.to_owned();
         let span = copy_span(&name);
-        self.tracker.spawn(async move {
+        Some(self.tracker.spawn(async move {
             let driven = drive(&jobs.migrator, &name, &jobs.owner, &handle)
                 .instrument(span)
                 .await;
-            match driven {
+            match &driven {
                 Ok(state) => info!(index = %name, phase = state.phase.name(), "copy job ended"),
                 Err(CopyError::Stopped(_, why)) => info!(index = %name, %why, "copy job stopped"),
                 Err(CopyError::Cancelled) => info!(index = %name, "copy job stopped for shutdown"),
                 Err(e) => warn!(index = %name, error = %e, "copy job ended with an error"),
             }
             jobs.running.lock().expect("jobs lock").remove(&name);
-        });
+            driven
+        }))
     }
 
     /// `state`'s copy progress with the live counters of the copy this
@@ -77,7 +82,7 @@ impl Jobs {
     /// pause and throttle just stored in `state`.
     pub fn apply_control(&self, state: &IndexState) {
         if let (Some(handle), Some(copy)) = (self.get(&state.name), state.phase.copy()) {
-            handle.control.send_replace(Control::of(copy));
+            handle.set_control(Control::of(copy));
         }
     }
 

@@ -16,9 +16,10 @@ use tracing::{info, warn};
 
 use super::control::Control;
 use super::error::CopyError;
-use super::job::{save_checkpoint, CopyHandle};
+use super::handle::{CopyHandle, RunState};
+use super::lease::Claim;
 use crate::es::TaskStatus;
-use crate::migration::{CopyProgress, DocFailure, IndexState, Migrator};
+use crate::migration::{CopyProgress, DocFailure, IndexState};
 
 /// What a paused server copy is rethrottled to: one document per 1000 s.
 /// `_reindex` has no pause; it takes effect after the batch in flight.
@@ -65,105 +66,113 @@ fn apply(status: &TaskStatus, copy: &mut CopyProgress) {
     }
 }
 
+/// Runs `claim`'s copy as a reindex task of the cluster: the one recorded
+/// in `copy` if the cluster still has it, else a new one.
 pub(super) async fn run(
-    migrator: &Migrator,
-    name: &str,
-    owner: &str,
+    claim: &Claim<'_>,
     handle: &CopyHandle,
-    (source, target): (&str, &str),
     copy: CopyProgress,
-    lease_for: Duration,
 ) -> Result<IndexState, CopyError> {
-    let es = migrator.es();
-    let config = &migrator.config().copy;
-    let mut task = copy.task.clone();
-    if let Some(id) = &task {
-        if let Err(e) = es.get_task(id).await {
-            if !e.is_not_found() {
-                return Err(e.into());
-            }
-            warn!(index = name, task = %id, "the cluster lost the reindex task; starting it again");
-            task = None;
-        }
-    }
-    let mut sent_rate = rate(&handle.control.borrow());
-    let task = match task {
+    let task = match recorded_task(claim, &copy).await? {
         Some(id) => id,
-        None => {
-            let body = json!({
-                "source": {"index": source, "size": config.page_size},
-                "dest": {"index": target, "version_type": "external"},
-                "conflicts": "proceed",
-                "script": {"lang": "painless", "source": "ctx._version = 0"},
-            });
-            // Before the task's snapshot: can only over-count later writes.
-            let seq_nos = es.max_seq_nos(source).await?;
-            let id = es.start_reindex(&body, "auto", sent_rate).await?;
-            info!(index = name, task = %id, "server-side reindex started");
-            let recorded = id.clone();
-            save_checkpoint(
-                migrator,
-                name,
-                owner,
-                target,
-                move |c| {
-                    c.task = Some(recorded.clone());
-                    c.source_seq_nos = Some(seq_nos.clone());
-                },
-                &handle.control,
-                lease_for,
-            )
-            .await?;
-            id
-        }
+        None => start_task(claim, handle).await?,
     };
+    handle.enter(RunState::Copying);
+    let status = follow(claim, handle, &task).await?;
+    handle.enter(RunState::Finishing);
+    finish(claim, &status).await
+}
+
+/// The task a previous run started, if the cluster still knows it.
+async fn recorded_task(
+    claim: &Claim<'_>,
+    copy: &CopyProgress,
+) -> Result<Option<String>, CopyError> {
+    let Some(id) = &copy.task else {
+        return Ok(None);
+    };
+    match claim.migrator.es().get_task(id).await {
+        Ok(_) => Ok(Some(id.clone())),
+        Err(e) if e.is_not_found() => {
+            warn!(index = claim.name, task = %id, "the cluster lost the reindex task; starting it again");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Starts the reindex task and records it (and the source's sequence
+/// numbers before it) in a checkpoint.
+async fn start_task(claim: &Claim<'_>, handle: &CopyHandle) -> Result<String, CopyError> {
+    let es = claim.migrator.es();
+    let body = json!({
+        "source": {"index": claim.source, "size": claim.migrator.config().copy.page_size},
+        "dest": {"index": claim.target, "version_type": "external"},
+        "conflicts": "proceed",
+        "script": {"lang": "painless", "source": "ctx._version = 0"},
+    });
+    // Before the task's snapshot: can only over-count later writes.
+    let seq_nos = es.max_seq_nos(&claim.source).await?;
+    let id = es
+        .start_reindex(&body, "auto", rate(&handle.control()))
+        .await?;
+    info!(index = claim.name, task = %id, "server-side reindex started");
+    let recorded = id.clone();
+    claim
+        .checkpoint(
+            move |c| {
+                c.task = Some(recorded.clone());
+                c.source_seq_nos = Some(seq_nos.clone());
+            },
+            handle,
+        )
+        .await?;
+    Ok(id)
+}
+
+/// Polls the task until it completes, mirroring its counters into
+/// checkpoints and the operator's pause and throttle into rethrottles.
+async fn follow(
+    claim: &Claim<'_>,
+    handle: &CopyHandle,
+    task: &str,
+) -> Result<TaskStatus, CopyError> {
+    let es = claim.migrator.es();
+    let every = claim.migrator.config().copy.checkpoint_interval;
+    // The task was started (or rethrottled last) at the rate it runs now.
+    let mut sent_rate = rate(&handle.control());
     let mut last_save = tokio::time::Instant::now();
     loop {
-        let status = es.get_task(&task).await?;
-        let due = last_save.elapsed() >= config.checkpoint_interval;
-        if due || status.completed {
-            let saved = save_checkpoint(
-                migrator,
-                name,
-                owner,
-                target,
-                |c| apply(&status, c),
-                &handle.control,
-                lease_for,
-            )
-            .await;
+        let status = es.get_task(task).await?;
+        if status.completed || last_save.elapsed() >= every {
+            let saved = claim.checkpoint(|c| apply(&status, c), handle).await;
             if let Err(e @ CopyError::Stopped(..)) = saved {
                 // Rolled back (or taken over): the task must not go on writing.
-                let _ = es.cancel_task(&task).await;
+                let _ = es.cancel_task(task).await;
                 return Err(e);
             }
             saved?;
             last_save = tokio::time::Instant::now();
         }
         if status.completed {
-            return finish(migrator, name, owner, &status).await;
+            return Ok(status);
         }
-        let wanted = rate(&handle.control.borrow());
+        let wanted = rate(&handle.control());
         if wanted != sent_rate {
-            es.rethrottle_reindex(&task, wanted).await?;
-            info!(index = name, task = %task, rate = ?wanted, "server-side reindex rethrottled");
+            es.rethrottle_reindex(task, wanted).await?;
+            info!(index = claim.name, task = %task, rate = ?wanted, "server-side reindex rethrottled");
             sent_rate = wanted;
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             // Shutdown leaves the task running: it belongs to the cluster,
             // and the next run follows it.
-            _ = handle.cancel.cancelled() => return Err(CopyError::Cancelled),
+            _ = handle.cancelled() => return Err(CopyError::Cancelled),
         }
     }
 }
 
-async fn finish(
-    migrator: &Migrator,
-    name: &str,
-    owner: &str,
-    status: &TaskStatus,
-) -> Result<IndexState, CopyError> {
+async fn finish(claim: &Claim<'_>, status: &TaskStatus) -> Result<IndexState, CopyError> {
     if let Some(error) = &status.error {
         return Err(CopyError::Fatal(format!(
             "the server-side reindex failed: {error}"
@@ -178,18 +187,7 @@ async fn finish(
             first["cause"]["reason"].as_str().unwrap_or("unknown")
         )));
     }
-    let state = migrator
-        .complete_copy(name, owner, |copy| {
-            apply(status, copy);
-            copy.finished_at = Some(chrono::Utc::now());
-        })
-        .await?;
-    info!(
-        index = name,
-        phase = state.phase.name(),
-        "server-side copy finished"
-    );
-    Ok(state)
+    claim.complete(|copy| apply(status, copy)).await
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ fn stalled_copies(
         stats.apply(&mut copy);
         let done = copy.done();
         let entry = seen.entry(index.name.clone()).or_insert((done, now));
-        if done != entry.0 || handle.control.borrow().paused {
+        if done != entry.0 || handle.control().paused {
             *entry = (done, now);
         } else if now - entry.1 > STALL {
             stalled.push(index.name.clone());

@@ -22,12 +22,7 @@ impl Migrator {
         finish: impl Fn(&mut CopyProgress),
     ) -> Result<IndexState, MigrationError> {
         let stored = self.load(name).await?;
-        let Phase::Copying {
-            source,
-            target,
-            copy,
-        } = &stored.state.phase
-        else {
+        let Some((source, target, copy)) = stored.state.phase.copying() else {
             return Err(IllegalTransition {
                 name: name.to_owned(),
                 action: Action::Reindex,

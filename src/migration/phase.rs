@@ -153,6 +153,18 @@ impl Phase {
         }
     }
 
+    /// Source, target and progress of a copy that is running.
+    pub fn copying(&self) -> Option<(&str, &str, &CopyProgress)> {
+        match self {
+            Phase::Copying {
+                source,
+                target,
+                copy,
+            } => Some((source, target, copy)),
+            _ => None,
+        }
+    }
+
     pub fn copy(&self) -> Option<&CopyProgress> {
         match self {
             Phase::Live { .. } => None,
