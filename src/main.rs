@@ -1,62 +1,87 @@
 //! `reindexd`: parse the command line, start logging, run one command,
-//! and turn any error into a one-line reason and a non-zero exit code.
+//! and turn any error into a one-line reason and a non-zero exit code, in
+//! one place. Output to a closed pipe (`reindexd status | head -1`) ends
+//! the command quietly; it never kills a foreground copy (SIGPIPE stays
+//! ignored, and the copy's progress lines ignore write errors).
 
+use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser;
 use reindexd::cli::{self, Cli};
 use reindexd::config::Config;
 
+/// Why the command failed, and the exit code that says so.
+struct Failure {
+    code: u8,
+    error: Box<dyn Error + Send + Sync>,
+}
+
+impl Failure {
+    /// Exit code 2: the configuration is invalid.
+    fn config(error: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Failure {
+            code: 2,
+            error: error.into(),
+        }
+    }
+
+    /// Whether the command stopped because whoever read its output went
+    /// away; that is no failure.
+    fn is_broken_pipe(&self) -> bool {
+        let mut cause: Option<&(dyn Error + 'static)> = Some(self.error.as_ref());
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return true;
+                }
+            }
+            cause = e.source();
+        }
+        false
+    }
+}
+
+impl From<Box<dyn Error + Send + Sync>> for Failure {
+    fn from(error: Box<dyn Error + Send + Sync>) -> Self {
+        Failure { code: 1, error }
+    }
+}
+
 fn main() -> ExitCode {
-    // glibc gives each thread that allocates an arena of its own, and
-    // raises its mmap threshold as big blocks are freed, so megabyte-sized
-    // bulk bodies end up fragmenting arenas. Two arenas and a fixed 1 MiB
-    // threshold (big buffers are mapped and returned to the OS when freed)
-    // keep the resident memory near what is really in use.
+    tune_malloc();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) if failure.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(failure) => {
+            let reason = failure.error.to_string().replace(['\r', '\n'], "; ");
+            eprintln!("reindexd: {reason}");
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    if let Some(result) = cli::run_without_config(&cli) {
+        return Ok(result?);
+    }
+    let config = Config::load(&cli.config, &cli.overrides()).map_err(Failure::config)?;
+    let log = reindexd::logging::init(&config.log_level, config.log_format);
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .map_err(|e| Failure::from(Box::<dyn Error + Send + Sync>::from(e)))?;
+    Ok(runtime.block_on(cli::run(cli, config, log))?)
+}
+
+/// glibc gives each thread that allocates an arena of its own, and raises
+/// its mmap threshold as big blocks are freed, so megabyte-sized bulk
+/// bodies end up fragmenting arenas. Two arenas and a fixed 1 MiB threshold
+/// (big buffers are mapped and returned to the OS when freed) keep the
+/// resident memory near what is really in use.
+fn tune_malloc() {
     // SAFETY: called before any thread exists; mallopt only tunes malloc.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-    let cli = Cli::parse();
-    if !matches!(cli.command, cli::Command::Serve(_)) {
-        // A one-shot command piped into `head` should end quietly, like
-        // other command-line tools; the daemon keeps Rust's "ignore" so a
-        // closed client socket never kills it.
-        // SAFETY: called before any thread exists; SIG_DFL is a valid handler.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
-    if let Some(result) = cli::run_without_config(&cli) {
-        return match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("reindexd: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let config = match Config::load(&cli.config, &cli.overrides()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("reindexd: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let log = reindexd::logging::init(&config.log_level, config.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("reindexd: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(cli::run(cli, config, log)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("reindexd: {}", e.to_string().replace(['\r', '\n'], "; "));
-            ExitCode::FAILURE
-        }
     }
 }

@@ -97,6 +97,47 @@ async fn staged_change_from_the_command_line_without_a_daemon() {
     env.cleanup().await;
 }
 
+/// Output to a reader that went away (`| head -1`) ends a one-shot
+/// command quietly, and never stops a foreground copy half-way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_output_pipe_neither_kills_a_foreground_copy_nor_fails_status() {
+    use std::process::Stdio;
+    let env = Env::new("clipipe", &["kb"], "").await;
+    let config = path(&env);
+    env.migrator.init("kb").await.unwrap();
+    env.load_docs("kb", 300).await;
+    env.set_mapping("kb", MAPPING_V2);
+    let closed = |args: &[&str]| {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        // Both read ends closed before the command writes anything.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        child
+    };
+    let status = closed(&["--config", &config, "reindex", "kb"])
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let state = env.migrator.load("kb").await.unwrap().state;
+    assert_eq!(state.phase.name(), "ready", "{:?}", state.phase);
+    let copy = state.phase.copy().unwrap();
+    assert_eq!((copy.copied, copy.failed), (300, 0), "{copy:?}");
+    assert!(copy.lease.is_none(), "{copy:?}");
+
+    let status = closed(&["--config", &config, "status", "kb"])
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn rollback_of_a_detached_stage_1_needs_no_daemon() {
     let env = Env::new("clidetach", &["kb"], "").await;

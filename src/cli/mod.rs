@@ -13,6 +13,29 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Overrides, DEFAULT_PATH};
 use crate::logging::LogLevel;
 
+/// `println!` that returns a write error (a closed pipe) to the caller
+/// instead of panicking; `main` ends quietly on a broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// A line about work that goes on whether anyone reads it (a foreground
+/// copy): a closed stdout or stderr must not stop the copy before its
+/// checkpoint and lease release.
+macro_rules! say {
+    (stderr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod output;
 mod serve;
 
@@ -183,16 +206,29 @@ pub fn run_without_config(cli: &Cli) -> Option<CliResult> {
     let mut command = <Cli as clap::CommandFactory>::command();
     match &cli.command {
         Command::Completions(c) => {
-            clap_complete::generate(c.shell, &mut command, "reindexd", &mut std::io::stdout());
-            Some(Ok(()))
+            let mut script = Vec::new();
+            clap_complete::generate(c.shell, &mut command, "reindexd", &mut script);
+            Some(write_stdout(&script))
         }
-        Command::Man => Some(
-            clap_mangen::Man::new(command)
-                .render(&mut std::io::stdout())
-                .map_err(Into::into),
-        ),
+        Command::Man => {
+            let mut page = Vec::new();
+            Some(
+                clap_mangen::Man::new(command)
+                    .render(&mut page)
+                    .map_err(Into::into)
+                    .and_then(|()| write_stdout(&page)),
+            )
+        }
         _ => None,
     }
+}
+
+fn write_stdout(bytes: &[u8]) -> CliResult {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes)?;
+    stdout.flush()?;
+    Ok(())
 }
 
 /// Runs one command with a loaded configuration.
@@ -214,7 +250,7 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
         Command::Init(n) => {
             for name in &n.names {
                 let state = migrator.init(name).await?;
-                println!(
+                out!(
                     "{name}: {} on {}",
                     state.phase.name(),
                     state.phase.read_index()
@@ -238,12 +274,12 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
         }
         Command::Accept(o) => {
             let state = migrator.accept(&o.name).await?;
-            println!("{}: failures accepted; {}", o.name, state.phase.name());
+            out!("{}: failures accepted; {}", o.name, state.phase.name());
             Ok(())
         }
         Command::Flip(o) => {
             let state = migrator.flip(&o.name).await?;
-            println!(
+            out!(
                 "STUCK THE LANDING! {} now reads from {}",
                 o.name,
                 state.phase.read_index()
@@ -257,12 +293,12 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
                 _ => WritesPolicy::Refuse,
             };
             let (state, report) = migrator.rollback(&r.name, policy).await?;
-            println!(
+            out!(
                 "{}: rolled back; reads and writes on {}",
                 r.name,
                 state.phase.read_index()
             );
-            println!("{}", rollback_report(&report));
+            out!("{}", rollback_report(&report));
             Ok(())
         }
         Command::Repair(o) => {
@@ -279,8 +315,8 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
                     "the write block on the write alias's index was lifted"
                 }
             };
-            println!("{}: {what}", o.name);
-            println!(
+            out!("{}: {what}", o.name);
+            out!(
                 "{}",
                 describe(&IndexView::new(&state, None, chrono::Utc::now()))
             );
@@ -288,7 +324,7 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
         }
         Command::Cleanup(o) => {
             let (_, deleted) = migrator.cleanup(&o.name).await?;
-            println!("{}: deleted {}", o.name, deleted.join(", "));
+            out!("{}: deleted {}", o.name, deleted.join(", "));
             Ok(())
         }
         Command::CheckConfig(_) | Command::Completions(_) | Command::Man => {
@@ -329,27 +365,32 @@ fn check_config(config: &Config) -> CliResult {
     if !problems.is_empty() {
         return Err(problems.join("\n").into());
     }
-    println!("{}", serde_json::to_string_pretty(&config.redacted_json())?);
-    eprintln!(
+    out!("{}", serde_json::to_string_pretty(&config.redacted_json())?);
+    use std::io::Write as _;
+    writeln!(
+        std::io::stderr().lock(),
         "configuration OK: {} logical index(es)",
         config.indexes.len()
-    );
+    )?;
     Ok(())
 }
 
 async fn plan(migrator: &Migrator, json: bool) -> CliResult {
     let entries = migrator.plan().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        out!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
     }
     for e in entries {
-        println!(
+        out!(
             "{:<16} {:<12} {:<14} {}",
-            e.name, e.phase, e.action, e.detail
+            e.name,
+            e.phase,
+            e.action,
+            e.detail
         );
         for f in &e.findings {
-            println!("  {} {}: {}", f.level, f.code, f.message);
+            out!("  {} {}: {}", f.level, f.code, f.message);
         }
     }
     Ok(())
@@ -361,7 +402,7 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
         .await?;
     let mut started = Vec::new();
     for state in states {
-        println!(
+        say!(
             "{}: stage 1 done; writes go to {}, reads stay on {}",
             state.name,
             state.phase.write_index(),
@@ -399,13 +440,13 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
         match result {
             Ok(state) => {
                 let view = IndexView::new(&state, None, chrono::Utc::now());
-                println!("{}", describe(&view));
+                say!("{}", describe(&view));
                 if state.phase.name() != "ready" {
                     failed.push(name);
                 }
             }
             Err(e) => {
-                eprintln!("{name}: {e}");
+                say!(stderr, "{name}: {e}");
                 failed.push(name);
             }
         }
@@ -425,6 +466,6 @@ async fn control(
 ) -> CliResult {
     let state = migrator.update_copy(name, action, f).await?;
     let view = IndexView::new(&state, None, chrono::Utc::now());
-    println!("{}", describe(&view));
+    out!("{}", describe(&view));
     Ok(())
 }

@@ -27,7 +27,8 @@ pub(super) async fn watch_progress(
                 continue;
             };
             let live = handle.live(&stored.state);
-            eprintln!(
+            say!(
+                stderr,
                 "{}",
                 describe(&IndexView::new(&stored.state, live, chrono::Utc::now()))
             );
@@ -42,16 +43,16 @@ pub(super) async fn status(migrator: &Migrator, s: Status) -> CliResult {
             None => migrator.views().await?,
         };
         if s.json {
-            println!("{}", serde_json::to_string_pretty(&views)?);
+            out!("{}", serde_json::to_string_pretty(&views)?);
         } else if s.watch && std::io::stdout().is_terminal() {
-            print!("\x1b[2J\x1b[H");
+            write!(std::io::stdout().lock(), "\x1b[2J\x1b[H")?;
             for v in &views {
-                println!("{}", describe(v));
+                out!("{}", describe(v));
             }
             std::io::stdout().flush()?;
         } else {
             for v in &views {
-                println!("{}", describe(v));
+                out!("{}", describe(v));
             }
         }
         if !s.watch || views.iter().all(|v| v.phase != "copying") {
