@@ -75,7 +75,11 @@ impl Migrator {
             if e.is_already_exists() {
                 // Another client is completing the same init right now
                 // (it found our claimed state before we created the index).
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                // Its create carried the aliases, so once the index is
+                // usable (asked of the master) they are there too.
+                self.es()
+                    .wait_for_index(index, std::time::Duration::from_secs(30))
+                    .await?;
                 self.verify_aliases(state).await?;
                 return Ok(state.clone());
             }
