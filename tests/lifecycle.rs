@@ -134,8 +134,9 @@ async fn staged_change_with_zero_failed_searches() {
 
 #[tokio::test]
 async fn cleanup_after_retention_deletes_only_unaliased_generations() {
-    let env = Env::new("clean", &["kb"], "retention = \"1s\"").await;
-    let m = &env.migrator;
+    let env = Env::new("clean", &["kb"], "retention = \"1h\"").await;
+    let clock = common::clock::ManualClock::now();
+    let m = &env.migrator.clone().with_clock(clock.clone());
     let a = m.init("kb").await.unwrap().phase.read_index().to_owned();
     env.load_docs("kb", 300).await;
     env.set_mapping("kb", MAPPING_V2);
@@ -152,7 +153,11 @@ async fn cleanup_after_retention_deletes_only_unaliased_generations() {
         .unwrap();
     assert_eq!(state.phase.name(), "ready");
     m.flip("kb").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Within retention the old generation stays.
+    let err = m.cleanup("kb").await.unwrap_err();
+    assert!(err.to_string().contains("retention keeps"), "{err}");
+    assert!(env.es.index_exists(&a).await.unwrap());
+    clock.advance(Duration::from_secs(3601));
 
     // Someone still reads the old generation through an alias of their own.
     let stray = format!("{}stray", env.prefix);

@@ -54,7 +54,7 @@ impl<'a> Claim<'a> {
     ) -> Result<(Claim<'a>, CopyProgress), CopyError> {
         let lease_for = lease_duration(migrator.config().copy.checkpoint_interval);
         let stored = migrator.load(name).await?;
-        let (source, target, _) = copying(&stored, name, owner)?;
+        let (source, target, _) = copying(&stored, name, owner, migrator.now())?;
         let claim = Claim {
             migrator,
             name,
@@ -68,7 +68,7 @@ impl<'a> Claim<'a> {
             .update_copy(
                 Action::Reindex,
                 |c| c.lease = Some(claim.lease()),
-                Utc::now(),
+                migrator.now(),
             )
             .map_err(MigrationError::from)?;
         let written = migrator.store().replace(&stored, next).await?;
@@ -88,7 +88,8 @@ impl<'a> Claim<'a> {
     ) -> Result<(), CopyError> {
         for _ in 0..5 {
             let stored = self.migrator.load(self.name).await?;
-            let (source, stored_target, copy) = copying(&stored, self.name, self.owner)?;
+            let (source, stored_target, copy) =
+                copying(&stored, self.name, self.owner, self.migrator.now())?;
             if stored_target != self.target {
                 return Err(CopyError::Stopped(
                     self.name.to_owned(),
@@ -114,7 +115,7 @@ impl<'a> Claim<'a> {
                         c.old_generation_writes = old_writes;
                         c.lease = Some(self.lease());
                     },
-                    Utc::now(),
+                    self.migrator.now(),
                 )
                 .map_err(MigrationError::from)?;
             match self.migrator.store().replace(&stored, next).await {
@@ -149,14 +150,14 @@ impl<'a> Claim<'a> {
             .migrator
             .complete_copy(self.name, self.owner, |c| {
                 apply(c);
-                c.finished_at = Some(Utc::now());
+                c.finished_at = Some(self.migrator.now());
             })
             .await?;
         Ok(state)
     }
 
     fn lease(&self) -> Lease {
-        lease_until(self.owner, Utc::now(), self.lease_for)
+        lease_until(self.owner, self.migrator.now(), self.lease_for)
     }
 }
 
@@ -165,6 +166,7 @@ fn copying<'s>(
     stored: &'s Stored,
     name: &str,
     owner: &str,
+    now: DateTime<Utc>,
 ) -> Result<(&'s str, &'s str, &'s CopyProgress), CopyError> {
     let Some((source, target, copy)) = stored.state.phase.copying() else {
         return Err(CopyError::Stopped(
@@ -173,7 +175,7 @@ fn copying<'s>(
         ));
     };
     if let Some(lease) = &copy.lease {
-        if lease.owner != owner && lease.expires_at > Utc::now() {
+        if lease.owner != owner && lease.expires_at > now {
             return Err(CopyError::LeaseHeld {
                 owner: lease.owner.clone(),
                 until: lease.expires_at.to_rfc3339(),

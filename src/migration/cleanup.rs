@@ -3,7 +3,6 @@
 //! abandoned by rollbacks — never one behind an alias, and never losing
 //! track of one it could not delete.
 
-use chrono::Utc;
 use tracing::{info, warn};
 
 use super::error::MigrationError;
@@ -19,7 +18,7 @@ impl Migrator {
         let stored = self.load(name).await?;
         let (next, doomed) = stored
             .state
-            .cleanup(self.config().migration.retention, Utc::now())?;
+            .cleanup(self.config().migration.retention, self.now())?;
         // The previous generation goes only if nothing wrote to it by name
         // since the copy's snapshot (or that loss was accepted).
         if let (Some(old), Some(copy)) = (

@@ -2,7 +2,6 @@
 //! made, the old one checked for writes by its name, the counts judged,
 //! and `ready` or `failed` stored; and what an operator may accept.
 
-use chrono::Utc;
 use serde_json::Value;
 use tracing::warn;
 
@@ -40,8 +39,8 @@ impl Migrator {
         if let Some(reason) = self.target_replaced(target, &copy).await? {
             let next = stored
                 .state
-                .update_copy(Action::Reindex, |c| *c = copy.clone(), Utc::now())?
-                .fail_copy(reason, Utc::now())?;
+                .update_copy(Action::Reindex, |c| *c = copy.clone(), self.now())?
+                .fail_copy(reason, self.now())?;
             return Ok(self.store().replace(&stored, next).await?.state);
         }
         self.es()
@@ -50,7 +49,7 @@ impl Migrator {
         copy.settings_restored = true;
         self.es().refresh(target).await?;
         copy.lease = None;
-        let now = Utc::now();
+        let now = self.now();
         copy.old_generation_writes = self.old_generation_writes(source, &copy).await?;
         let source_now = self.es().count(source).await?;
         let next = if copy.source_seq_nos.is_none() && source_now != copy.total {
@@ -131,7 +130,7 @@ impl Migrator {
                 }
             }
         }
-        let now = Utc::now();
+        let now = self.now();
         let next = stored
             .state
             .update_copy(Action::Reindex, |c| c.settings_restored |= restored, now)?
@@ -151,7 +150,7 @@ impl Migrator {
             (Some(old), Some(copy)) => self.old_generation_writes(old, copy).await?,
             _ => 0,
         };
-        let next = stored.state.accept_failures(old_writes, Utc::now())?;
+        let next = stored.state.accept_failures(old_writes, self.now())?;
         Ok(self.store().replace(&stored, next).await?.state)
     }
 }

@@ -3,7 +3,6 @@
 //! inits one wins; an init interrupted after its claim is completed by the
 //! next one.
 
-use chrono::Utc;
 use serde_json::{json, Map};
 use tracing::{info, warn};
 
@@ -40,7 +39,7 @@ impl Migrator {
                 )));
             }
         }
-        let now = Utc::now();
+        let now = self.now();
         let index = self.free_generation_name(&names, now, None).await?;
         let claimed = self
             .store()

@@ -2,7 +2,6 @@
 //! (which live generations differ from their mapping file, and what
 //! preflight finds before their next stage 1).
 
-use chrono::Utc;
 use serde::Serialize;
 
 use super::error::MigrationError;
@@ -36,7 +35,7 @@ impl Migrator {
         self.index_config(name)?;
         Ok(match self.store().get(name).await? {
             Some(stored) => {
-                let mut view = IndexView::new(&stored.state, None, Utc::now());
+                let mut view = IndexView::new(&stored.state, None, self.now());
                 self.observe(&stored.state, &mut view).await?;
                 view
             }
@@ -82,7 +81,7 @@ impl Migrator {
                 entry.phase = stored.state.phase.name().into();
                 entry.live_sha256 = meta["reindexd"]["sha256"].as_str().map(str::to_owned);
                 if let (Ok(file), "live") = (&mapping, stored.state.phase.name()) {
-                    let target = self.names(&index.name).generation(Utc::now());
+                    let target = self.names(&index.name).generation(self.now());
                     entry.findings = self.preflight(&index.name, &live, &target, file).await?;
                 }
                 entry.live_index = Some(live);

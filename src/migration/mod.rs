@@ -13,6 +13,7 @@
 //! `copy`) and never serves HTTP.
 
 mod cleanup;
+mod clock;
 mod delta;
 mod error;
 mod finish;
@@ -32,6 +33,7 @@ mod stage1;
 mod store;
 mod view;
 
+pub use clock::{Clock, SystemClock};
 pub use delta::DeltaCounts;
 pub use error::MigrationError;
 pub use inspect::PlanEntry;

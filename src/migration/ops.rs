@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::clock::{Clock, SystemClock};
 use super::error::MigrationError;
 use super::names::Names;
 use super::phase::{Action, IndexState};
@@ -49,6 +50,7 @@ pub struct Migrator {
     tuning: watch::Sender<Tuning>,
     /// Alias changes made by this process, for metrics.
     alias_changes: Family<AliasChangeLabels, Counter>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Migrator {
@@ -60,7 +62,20 @@ impl Migrator {
             config,
             store,
             alias_changes: Family::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// This migrator reading the time from `clock` (tests move time by
+    /// hand instead of sleeping).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time every state change and lease is stamped with.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     pub fn alias_changes(&self) -> &Family<AliasChangeLabels, Counter> {
@@ -129,7 +144,7 @@ impl Migrator {
     /// Stage 2: moves the read alias to the new generation.
     pub async fn flip(&self, name: &str) -> Result<IndexState, MigrationError> {
         let stored = self.load(name).await?;
-        let next = stored.state.flip(Utc::now())?;
+        let next = stored.state.flip(self.now())?;
         self.verify_aliases(&stored.state).await?;
         if let Some(copy) = stored.state.phase.copy() {
             let source = stored.state.phase.read_index();
@@ -162,7 +177,7 @@ impl Migrator {
     ) -> Result<IndexState, MigrationError> {
         for _ in 0..5 {
             let stored = self.load(name).await?;
-            let next = stored.state.update_copy(action, &f, Utc::now())?;
+            let next = stored.state.update_copy(action, &f, self.now())?;
             match self.store.replace(&stored, next).await {
                 Err(MigrationError::Conflict(_)) => continue,
                 other => return other.map(|s| s.state),

@@ -4,7 +4,6 @@
 //! aliases that drifted from a stored state are put where it says. When
 //! neither can be done safely, the answer says exactly why.
 
-use chrono::Utc;
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -138,7 +137,7 @@ impl Migrator {
             }
         }
         let engine = self.index_config(name)?.engine;
-        let now = Utc::now();
+        let now = self.now();
         let phase = rebuilt_phase(name, &shape, &generations, || {
             CopyProgress::new(engine, 0, now)
         })
@@ -223,7 +222,7 @@ mod tests {
     fn rebuild(s: &AliasShape, generations: &[&str]) -> Result<Phase, String> {
         let g: Vec<String> = generations.iter().map(|s| s.to_string()).collect();
         rebuilt_phase("kb", s, &g, || {
-            CopyProgress::new(CopyEngine::Client, 0, Utc::now())
+            CopyProgress::new(CopyEngine::Client, 0, chrono::Utc::now())
         })
     }
 

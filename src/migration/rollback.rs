@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
@@ -104,7 +103,7 @@ impl Migrator {
         policy: WritesPolicy,
     ) -> Result<(IndexState, RollbackReport), MigrationError> {
         let stored = self.load(name).await?;
-        let next = stored.state.rollback(Utc::now())?;
+        let next = stored.state.rollback(self.now())?;
         let old = next.phase.read_index().to_owned();
         let new = stored.state.phase.write_index().to_owned();
         let copy = stored.state.phase.copy().cloned();

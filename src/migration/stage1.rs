@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
 use serde_json::{json, Map, Value};
 use tracing::{info, warn};
 
@@ -33,7 +32,7 @@ impl Migrator {
             .into());
         };
         self.verify_aliases(&stored.state).await?;
-        let now = Utc::now();
+        let now = self.now();
         let names = self.names(name);
         let target = self.free_generation_name(&names, now, Some(source)).await?;
         self.check_preflight(name, source, &target, &mapping)
@@ -220,7 +219,7 @@ impl Migrator {
                 .into());
             }
             self.verify_aliases(&stored.state).await?;
-            let target = self.names(name).generation(Utc::now());
+            let target = self.names(name).generation(self.now());
             self.check_preflight(name, stored.state.phase.read_index(), &target, &mapping)
                 .await?;
         }
@@ -259,7 +258,7 @@ impl Migrator {
         let stored = self.load(name).await?;
         // The new generation stays listed as abandoned unless it is
         // deleted: an application may have written into it already.
-        let next = stored.state.rollback(Utc::now())?;
+        let next = stored.state.rollback(self.now())?;
         let write = self.names(name).write_alias();
         self.transition(
             &stored,
@@ -287,7 +286,7 @@ impl Migrator {
 fn fresh_token() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
+    h.write_u128(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128);
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
 }

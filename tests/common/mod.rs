@@ -16,6 +16,7 @@
 pub mod app;
 pub mod binary;
 pub mod capabilities;
+pub mod clock;
 pub mod proxy;
 pub mod tls;
 
