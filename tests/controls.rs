@@ -11,7 +11,11 @@ use reindexd::copy::{drive, Control, CopyHandle, CopyStats, RunState};
 use reindexd::migration::{Action, CopyProgress};
 
 fn done(stats: &CopyStats) -> u64 {
-    let mut c = CopyProgress::new(reindexd::config::CopyEngine::Client, 0, chrono::Utc::now());
+    let mut c = CopyProgress::new(
+        reindexd::migration::StoredEngine::Client,
+        0,
+        chrono::Utc::now(),
+    );
     stats.apply(&mut c);
     c.done()
 }

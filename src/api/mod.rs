@@ -2,7 +2,7 @@
 //!
 //! Mutating endpoints need `Authorization: Bearer <token>` when a token is
 //! configured (compared in constant time). Bodies are size-limited and
-//! parsed strictly. Errors are mapped in [`error`]. This module holds no
+//! parsed strictly. Errors are mapped in `error`. This module holds no
 //! lifecycle logic: it calls `migration` and starts `copy` jobs.
 
 mod error;

@@ -40,7 +40,7 @@ mod output;
 mod serve;
 
 use crate::copy::{owner_id, CopyError, Jobs};
-use crate::es::EsClient;
+use crate::es::{ConnectOptions, EsClient};
 use crate::migration::{Action, IndexView, Migrator, WritesPolicy};
 use output::{describe, rollback_report, status, watch_progress};
 use serve::{serve, stop_on_signal};
@@ -237,7 +237,7 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
     if let Command::CheckConfig(_) = cli.command {
         return check_config(&config);
     }
-    let connect = config.connect_options()?;
+    let connect = ConnectOptions::from_config(&config.cluster)?;
     let migrator = Migrator::new(EsClient::connect(&connect)?, config.clone());
     if !matches!(cli.command, Command::Serve(_)) {
         let info = migrator.es().info().await?;
@@ -350,7 +350,7 @@ fn check_config(config: &Config) -> CliResult {
             problems.push(format!("indexes[{i}].mapping: {e}"));
         }
     }
-    match config.connect_options() {
+    match ConnectOptions::from_config(&config.cluster) {
         // Builds the client too: a CA file that is not PEM is caught here.
         Ok(options) => {
             if let Err(e) = EsClient::connect(&options) {

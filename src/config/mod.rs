@@ -1,12 +1,13 @@
 //! Configuration: the TOML file, under `REINDEXD__SECTION__KEY` environment
 //! variables, under command-line flags.
 //!
-//! Loading is two steps: [`raw`] is the serde shape of what was written;
-//! [`validate`] turns it into a checked [`Config`] without I/O, holding
+//! Loading is two steps: `raw` is the serde shape of what was written;
+//! `validate` turns it into a checked [`Config`] without I/O, holding
 //! every duration, size and count to its range in [`bounds`]. Files the
 //! config names (secrets, CA) are read afterwards, when they are needed, by
-//! [`Config::connect_options`] and [`SecretSource::read`]. This module never
-//! talks to the cluster. [`reload`] says what a SIGHUP may change live.
+//! `es::ConnectOptions::from_config` and [`SecretSource::read`]. This
+//! module never talks to the cluster and knows nothing of HTTP clients.
+//! `reload` says what a SIGHUP may change live.
 
 pub mod bounds;
 mod raw;
@@ -21,7 +22,6 @@ use std::time::Duration;
 use serde::Serialize;
 use url::Url;
 
-use crate::es::{Auth, ConnectOptions};
 use crate::secret::Secret;
 
 pub use reload::Tuning;
@@ -300,33 +300,6 @@ impl Config {
     /// The configured logical index called `name`.
     pub fn index(&self, name: &str) -> Option<&IndexConfig> {
         self.indexes.iter().find(|i| i.name == name)
-    }
-
-    /// Connection settings with secrets and CA read from their files.
-    pub fn connect_options(&self) -> Result<ConnectOptions, ConfigError> {
-        let auth = match &self.cluster.auth {
-            ClusterAuth::None => Auth::None,
-            ClusterAuth::Basic { username, password } => Auth::Basic {
-                username: username.clone(),
-                password: password.read("elasticsearch.password")?,
-            },
-            ClusterAuth::ApiKey(key) => Auth::ApiKey(key.read("elasticsearch.api_key")?),
-        };
-        let ca_pem = match &self.cluster.ca_file {
-            None => None,
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                ConfigError::key(
-                    "elasticsearch.ca_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?),
-        };
-        Ok(ConnectOptions {
-            urls: self.cluster.urls.clone(),
-            auth,
-            ca_pem,
-            request_timeout: self.cluster.timeout,
-        })
     }
 
     /// The API bearer token, read from its file if need be.

@@ -14,7 +14,7 @@ use super::stats::CopyStats;
 use super::telemetry::{IndexTelemetry, Telemetry};
 use crate::migration::{CopyProgress, IndexState, Phase};
 
-/// Where one run of a copy is. Only [`CopyHandle::enter`] changes it.
+/// Where one run of a copy is. Only `CopyHandle::enter` changes it.
 ///
 /// ```text
 /// Claiming -> Planning -> Copying <-> Paused

@@ -13,8 +13,7 @@ use super::error::CopyError;
 use super::handle::{CopyHandle, RunState};
 use super::lease::Claim;
 use super::server;
-use crate::config::CopyEngine;
-use crate::migration::{Action, IndexState, Migrator, Phase};
+use crate::migration::{Action, IndexState, Migrator, Phase, StoredEngine};
 
 /// The span every log line of the copy of `index` carries (readers and
 /// writers too); reader lines add their slice.
@@ -88,8 +87,8 @@ pub async fn run_once(
     // before the read snapshot is taken.
     migrator.es().refresh(&claim.source).await?;
     let state = match copy.engine {
-        CopyEngine::Client => client::run(&claim, handle, copy).await?,
-        CopyEngine::Server => server::run(&claim, handle, copy).await?,
+        StoredEngine::Client => client::run(&claim, handle, copy).await?,
+        StoredEngine::Server => server::run(&claim, handle, copy).await?,
     };
     match &state.phase {
         Phase::Failed { reason, .. } => {

@@ -201,7 +201,11 @@ mod tests {
             "task": {"status": {"total": 10, "created": 4, "updated": 0, "version_conflicts": 1}}
         }))
         .unwrap();
-        let mut copy = CopyProgress::new(crate::config::CopyEngine::Server, 0, chrono::Utc::now());
+        let mut copy = CopyProgress::new(
+            crate::migration::StoredEngine::Server,
+            0,
+            chrono::Utc::now(),
+        );
         apply(&running, &mut copy);
         assert_eq!(
             (copy.total, copy.copied, copy.superseded, copy.failed),

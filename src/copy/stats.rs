@@ -302,7 +302,6 @@ pub fn plan_slices(count: u32) -> Vec<SliceCheckpoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CopyEngine;
     use serde_json::json;
 
     fn telemetry() -> IndexTelemetry {
@@ -338,7 +337,11 @@ mod tests {
 
     #[test]
     fn exact_resume_keeps_cursor_and_counts_restart_drops_them() {
-        let mut copy = CopyProgress::new(CopyEngine::Client, 0, chrono::Utc::now());
+        let mut copy = CopyProgress::new(
+            crate::migration::StoredEngine::Client,
+            0,
+            chrono::Utc::now(),
+        );
         copy.slices = plan_slices(2);
         copy.slices[0] = SliceCheckpoint {
             id: 0,

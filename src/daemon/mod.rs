@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::copy::{owner_id, Jobs};
-use crate::es::EsClient;
+use crate::es::{ConnectOptions, EsClient};
 use crate::metrics::Metrics;
 use crate::migration::{Migrator, Phase};
 
@@ -39,14 +39,14 @@ pub enum DaemonError {
 
 /// Serves until `shutdown` is cancelled, then stops copies (checkpoints
 /// saved) and returns. Every configuration sent on `reloads` (SIGHUP) is
-/// applied as far as it may change while running (see [`reload`]).
+/// applied as far as it may change while running (see `reload`).
 pub async fn run(
     config: Arc<Config>,
     listener: TcpListener,
     shutdown: CancellationToken,
     reloads: watch::Receiver<Arc<Config>>,
 ) -> Result<(), DaemonError> {
-    let es = EsClient::connect(&config.connect_options()?)?;
+    let es = EsClient::connect(&ConnectOptions::from_config(&config.cluster)?)?;
     let token = config.api_token()?.map(Arc::new);
     let migrator = Migrator::new(es, config.clone());
     let jobs = Jobs::new(migrator.clone(), owner_id(), shutdown.child_token());

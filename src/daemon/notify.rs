@@ -86,7 +86,7 @@ fn stalled_copies(
             continue;
         };
         let (handle, stats) = stats;
-        let mut copy = CopyProgress::new(index.engine, 0, chrono::Utc::now());
+        let mut copy = CopyProgress::new(index.engine.into(), 0, chrono::Utc::now());
         stats.apply(&mut copy);
         let done = copy.done();
         let entry = seen.entry(index.name.clone()).or_insert((done, now));

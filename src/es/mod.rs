@@ -14,6 +14,7 @@
 
 mod aliases;
 mod bulk;
+mod connect;
 mod docs;
 mod error;
 mod indices;

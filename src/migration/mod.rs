@@ -42,7 +42,9 @@ pub use names::Names;
 pub use ops::{AliasChangeLabels, Migrator, BULK_SETTING_KEYS};
 pub use phase::{Action, IllegalTransition, IndexState, Phase};
 pub use preflight::{Finding, Level, PreflightRefusal};
-pub use progress::{CopyProgress, DocFailure, Lease, SliceCheckpoint, MAX_RECORDED_FAILURES};
+pub use progress::{
+    CopyProgress, DocFailure, Lease, SliceCheckpoint, StoredEngine, MAX_RECORDED_FAILURES,
+};
 pub use repair::Repaired;
 pub use rollback::{RollbackReport, WritesPolicy};
 pub use store::{StateStore, Stored};

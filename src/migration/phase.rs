@@ -493,7 +493,7 @@ mod tests {
     }
 
     fn finished(total: u64, copied: u64, superseded: u64, failed: u64) -> CopyProgress {
-        let mut c = CopyProgress::new(crate::config::CopyEngine::Client, total, t(0));
+        let mut c = CopyProgress::new(crate::migration::StoredEngine::Client, total, t(0));
         c.copied = copied;
         c.superseded = superseded;
         c.failed = failed;
@@ -507,7 +507,7 @@ mod tests {
         let copying = live
             .start_copy(
                 "b",
-                CopyProgress::new(crate::config::CopyEngine::Client, 10, t(1)),
+                CopyProgress::new(crate::migration::StoredEngine::Client, 10, t(1)),
                 t(1),
             )
             .unwrap();
@@ -548,7 +548,7 @@ mod tests {
         let copying = live
             .start_copy(
                 "b",
-                CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)),
+                CopyProgress::new(crate::migration::StoredEngine::Client, 1, t(1)),
                 t(1),
             )
             .unwrap();
@@ -556,7 +556,7 @@ mod tests {
             copying
                 .start_copy(
                     "c",
-                    CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)),
+                    CopyProgress::new(crate::migration::StoredEngine::Client, 1, t(1)),
                     t(2)
                 )
                 .unwrap_err()
@@ -572,7 +572,7 @@ mod tests {
         let copying = live
             .start_copy(
                 "b",
-                CopyProgress::new(crate::config::CopyEngine::Client, 10, t(1)),
+                CopyProgress::new(crate::migration::StoredEngine::Client, 10, t(1)),
                 t(1),
             )
             .unwrap();
@@ -596,7 +596,7 @@ mod tests {
         let copying = live
             .start_copy(
                 "b",
-                CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)),
+                CopyProgress::new(crate::migration::StoredEngine::Client, 1, t(1)),
                 t(1),
             )
             .unwrap();
@@ -618,7 +618,7 @@ mod tests {
         let copying = live
             .start_copy(
                 "b",
-                CopyProgress::new(crate::config::CopyEngine::Client, 1, t(1)),
+                CopyProgress::new(crate::migration::StoredEngine::Client, 1, t(1)),
                 t(1),
             )
             .unwrap();

@@ -8,13 +8,33 @@ use serde_json::{Map, Value};
 
 use crate::config::CopyEngine;
 
+/// Which engine runs a copy, as the state document records it. The state's
+/// own type, not the configuration's: its serde names are part of the
+/// stored format and never change with the configuration's spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredEngine {
+    #[serde(rename = "client")]
+    Client,
+    #[serde(rename = "server")]
+    Server,
+}
+
+impl From<CopyEngine> for StoredEngine {
+    fn from(engine: CopyEngine) -> Self {
+        match engine {
+            CopyEngine::Client => StoredEngine::Client,
+            CopyEngine::Server => StoredEngine::Server,
+        }
+    }
+}
+
 /// At most this many failed documents are kept with id and reason; the
 /// count in `failed` is always exact.
 pub const MAX_RECORDED_FAILURES: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CopyProgress {
-    pub engine: CopyEngine,
+    pub engine: StoredEngine,
     pub started_at: DateTime<Utc>,
     /// Set once every slice is done (or the server task completed).
     pub finished_at: Option<DateTime<Utc>>,
@@ -118,7 +138,7 @@ pub struct Lease {
 }
 
 impl CopyProgress {
-    pub fn new(engine: CopyEngine, total: u64, now: DateTime<Utc>) -> Self {
+    pub fn new(engine: StoredEngine, total: u64, now: DateTime<Utc>) -> Self {
         CopyProgress {
             engine,
             started_at: now,
@@ -205,5 +225,27 @@ impl CopyProgress {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine's names are part of the stored format: state documents
+    /// written by any earlier version still read.
+    #[test]
+    fn the_stored_engine_names_never_change() {
+        for (engine, name) in [
+            (StoredEngine::Client, "client"),
+            (StoredEngine::Server, "server"),
+        ] {
+            assert_eq!(serde_json::to_value(engine).unwrap(), name);
+            assert_eq!(
+                serde_json::from_value::<StoredEngine>(name.into()).unwrap(),
+                engine
+            );
+        }
+        assert_eq!(StoredEngine::from(CopyEngine::Server), StoredEngine::Server);
     }
 }

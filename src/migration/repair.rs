@@ -136,7 +136,7 @@ impl Migrator {
                 generations.push(index.clone());
             }
         }
-        let engine = self.index_config(name)?.engine;
+        let engine = self.index_config(name)?.engine.into();
         let now = self.now();
         let phase = rebuilt_phase(name, &shape, &generations, || {
             CopyProgress::new(engine, 0, now)
@@ -210,7 +210,6 @@ impl Migrator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CopyEngine;
 
     fn shape(read: &[&str], write: &[&str]) -> AliasShape {
         AliasShape {
@@ -222,7 +221,11 @@ mod tests {
     fn rebuild(s: &AliasShape, generations: &[&str]) -> Result<Phase, String> {
         let g: Vec<String> = generations.iter().map(|s| s.to_string()).collect();
         rebuilt_phase("kb", s, &g, || {
-            CopyProgress::new(CopyEngine::Client, 0, chrono::Utc::now())
+            CopyProgress::new(
+                crate::migration::StoredEngine::Client,
+                0,
+                chrono::Utc::now(),
+            )
         })
     }
 

@@ -68,7 +68,7 @@ impl Migrator {
         self.create_own_generation(name, &target, &body, &token)
             .await?;
 
-        let mut copy = CopyProgress::new(index_config.engine, 0, now);
+        let mut copy = CopyProgress::new(index_config.engine.into(), 0, now);
         copy.saved_settings = saved;
         copy.requests_per_second = self.tuning().requests_per_second;
         copy.target_uuid = self.es().index_uuid(&target).await?;

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::phase::{IndexState, Phase};
+use super::progress::StoredEngine;
 use super::progress::{CopyProgress, DocFailure};
-use crate::config::CopyEngine;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexView {
@@ -31,7 +31,7 @@ pub struct IndexView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProgressView {
-    pub engine: CopyEngine,
+    pub engine: StoredEngine,
     pub total: u64,
     pub copied: u64,
     /// The application wrote or deleted the document first.

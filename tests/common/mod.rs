@@ -701,7 +701,7 @@ pub fn restartable_port() -> u16 {
 pub fn copied_so_far(handle: &reindexd::copy::CopyHandle) -> u64 {
     handle.stats().map_or(0, |s| {
         let mut c = reindexd::migration::CopyProgress::new(
-            reindexd::config::CopyEngine::Client,
+            reindexd::migration::StoredEngine::Client,
             0,
             chrono::Utc::now(),
         );
