@@ -18,6 +18,17 @@ struct Failure {
 }
 
 impl Failure {
+    /// What stderr gets: one line, except for an invalid configuration,
+    /// which names each bad key on a line of its own.
+    fn reason(&self) -> String {
+        let text = self.error.to_string();
+        if self.code == 2 {
+            text
+        } else {
+            text.replace(['\r', '\n'], "; ")
+        }
+    }
+
     /// Exit code 2: the configuration is invalid.
     fn config(error: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Failure {
@@ -54,8 +65,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) if failure.is_broken_pipe() => ExitCode::SUCCESS,
         Err(failure) => {
-            let reason = failure.error.to_string().replace(['\r', '\n'], "; ");
-            eprintln!("reindexd: {reason}");
+            eprintln!("reindexd: {}", failure.reason());
             ExitCode::from(failure.code)
         }
     }

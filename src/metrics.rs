@@ -16,23 +16,13 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::copy::Jobs;
-use crate::migration::{IndexView, Migrator};
-
-/// Every phase a logical index can be in; `reindexd_phase` has one series each.
-pub const PHASES: [&str; 6] = [
-    "uninitialized",
-    "live",
-    "copying",
-    "ready",
-    "failed",
-    "flipped",
-];
+use crate::migration::{IndexView, Migrator, PhaseKind};
 
 /// One logical index's values at scrape time.
 #[derive(Debug, Clone, PartialEq)]
 struct IndexSample {
     index: String,
-    phase: &'static str,
+    phase: PhaseKind,
     source_documents: u64,
     copied: u64,
     superseded: u64,
@@ -241,9 +231,9 @@ impl Collector for StateCollector {
             .indexes
             .iter()
             .flat_map(|s| {
-                PHASES
+                PhaseKind::ALL
                     .iter()
-                    .map(move |p| [("index", s.index.as_str()), ("phase", *p)])
+                    .map(move |p| [("index", s.index.as_str()), ("phase", p.name())])
             })
             .collect();
         let phase_series: Vec<(&Labels, f64)> = phases
@@ -252,7 +242,7 @@ impl Collector for StateCollector {
                 let current = snapshot
                     .indexes
                     .iter()
-                    .any(|s| s.index == l[0].1 && s.phase == l[1].1);
+                    .any(|s| s.index == l[0].1 && s.phase.name() == l[1].1);
                 (&l[..], if current { 1.0 } else { 0.0 })
             })
             .collect();

@@ -41,7 +41,7 @@ mod serve;
 
 use crate::copy::{owner_id, CopyError, Jobs};
 use crate::es::{ConnectOptions, EsClient};
-use crate::migration::{Action, IndexView, Migrator, WritesPolicy};
+use crate::migration::{Action, IndexView, Migrator, PhaseKind, WritesPolicy};
 use output::{describe, rollback_report, status, watch_progress};
 use serve::{serve, stop_on_signal};
 
@@ -431,7 +431,7 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
     for (name, copy) in copies {
         let result = copy
             .await
-            .unwrap_or_else(|e| Err(CopyError::Fatal(format!("the copy task ended: {e}"))));
+            .unwrap_or_else(|e| Err(CopyError::fatal(format!("the copy task ended: {e}"))));
         results.push((name, result));
     }
     watcher.abort();
@@ -441,7 +441,7 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
             Ok(state) => {
                 let view = IndexView::new(&state, None, chrono::Utc::now());
                 say!("{}", describe(&view));
-                if state.phase.name() != "ready" {
+                if state.phase.kind() != PhaseKind::Ready {
                     failed.push(name);
                 }
             }

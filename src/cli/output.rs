@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CliResult, Status};
 use crate::copy::CopyHandle;
-use crate::migration::{IndexView, Migrator, RollbackReport, WritesPolicy};
+use crate::migration::{IndexView, Migrator, PhaseKind, RollbackReport, WritesPolicy};
 
 /// Prints the live progress of copies run by this process every 2 s.
 pub(super) async fn watch_progress(
@@ -55,7 +55,7 @@ pub(super) async fn status(migrator: &Migrator, s: Status) -> CliResult {
                 out!("{}", describe(v));
             }
         }
-        if !s.watch || views.iter().all(|v| v.phase != "copying") {
+        if !s.watch || views.iter().all(|v| v.phase != PhaseKind::Copying) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -129,7 +129,7 @@ fn pipeline_spec(claim: &Claim<'_>, plan: &ReadPlan) -> PipelineSpec {
 /// After the pipeline stopped on `error`: a last checkpoint (unless the
 /// copy is no longer this run's), and on shutdown the lease given up.
 async fn stop(claim: &Claim<'_>, handle: &CopyHandle, stats: &CopyStats, error: &CopyError) {
-    if matches!(error, CopyError::Stopped(..)) {
+    if matches!(error, CopyError::Stopped { .. }) {
         return;
     }
     if let Err(save) = claim.checkpoint(|c| stats.apply(c), handle).await {

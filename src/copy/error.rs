@@ -7,8 +7,8 @@ use crate::migration::MigrationError;
 pub enum CopyError {
     /// The state no longer asks this process to copy (rolled back, taken
     /// over): stop quietly.
-    #[error("copy of {0} stopped: {1}")]
-    Stopped(String, String),
+    #[error("copy of {index} stopped: {why}")]
+    Stopped { index: String, why: String },
     /// Shutdown asked the copy to stop; checkpoints were saved.
     #[error("copy cancelled by shutdown")]
     Cancelled,
@@ -24,11 +24,26 @@ pub enum CopyError {
     #[error("gave up after {attempts} attempts of a bulk request: {last}")]
     RetriesExhausted { attempts: u32, last: String },
     /// Something no retry can fix; the index goes to `failed`.
-    #[error("{0}")]
-    Fatal(String),
+    #[error("{reason}")]
+    Fatal { reason: String },
 }
 
 impl CopyError {
+    /// The copy cannot go on: `reason` becomes the `failed` phase's reason.
+    pub fn fatal(reason: impl Into<String>) -> Self {
+        CopyError::Fatal {
+            reason: reason.into(),
+        }
+    }
+
+    /// The state no longer asks this process to copy `index`.
+    pub fn stopped(index: impl Into<String>, why: impl Into<String>) -> Self {
+        CopyError::Stopped {
+            index: index.into(),
+            why: why.into(),
+        }
+    }
+
     /// Whether a new run from the last checkpoint may succeed. A cluster
     /// error that will not go away by itself (a 400, 401/403, 404 of an
     /// index, 405 of a missing endpoint, an unreadable answer) is not: the
@@ -49,7 +64,7 @@ impl CopyError {
     /// Whether the copy must end `failed` on this error (rather than stop
     /// quietly: shutdown, a rollback, another owner).
     pub fn is_permanent(&self) -> bool {
-        !self.is_transient() && !matches!(self, CopyError::Stopped(..) | CopyError::Cancelled)
+        !self.is_transient() && !matches!(self, CopyError::Stopped { .. } | CopyError::Cancelled)
     }
 }
 
@@ -110,6 +125,6 @@ mod tests {
             assert!(!e.is_transient() && e.is_permanent(), "{code} {ty}");
         }
         assert!(!CopyError::Cancelled.is_permanent());
-        assert!(CopyError::Fatal("x".into()).is_permanent());
+        assert!(CopyError::fatal("x").is_permanent());
     }
 }

@@ -62,7 +62,7 @@ async fn fail(
     error: CopyError,
 ) -> Result<IndexState, CopyError> {
     let reason = match error {
-        CopyError::Fatal(reason) => reason,
+        CopyError::Fatal { reason } => reason,
         other => format!("the copy cannot go on: {other}"),
     };
     warn!(index = name, %reason, "copy failed");

@@ -91,13 +91,13 @@ impl<'a> Claim<'a> {
             let (source, stored_target, copy) =
                 copying(&stored, self.name, self.owner, self.migrator.now())?;
             if stored_target != self.target {
-                return Err(CopyError::Stopped(
+                return Err(CopyError::stopped(
                     self.name.to_owned(),
                     format!("a newer copy targets {stored_target}"),
                 ));
             }
             if let Some(reason) = self.migrator.target_replaced(&self.target, copy).await? {
-                return Err(CopyError::Fatal(reason));
+                return Err(CopyError::fatal(reason));
             }
             let mut updated = copy.clone();
             apply(&mut updated);
@@ -169,7 +169,7 @@ fn copying<'s>(
     now: DateTime<Utc>,
 ) -> Result<(&'s str, &'s str, &'s CopyProgress), CopyError> {
     let Some((source, target, copy)) = stored.state.phase.copying() else {
-        return Err(CopyError::Stopped(
+        return Err(CopyError::stopped(
             name.to_owned(),
             format!("the index is {} now", stored.state.phase.name()),
         ));

@@ -88,10 +88,10 @@ pub async fn run_pipeline(
         tokio::select! {
             _ = cancel.cancelled() => return Err(CopyError::Cancelled),
             Some(joined) = readers.join_next(), if !readers.is_empty() => {
-                joined.map_err(|e| CopyError::Fatal(format!("slice reader crashed: {e}")))??;
+                joined.map_err(|e| CopyError::fatal(format!("slice reader crashed: {e}")))??;
             }
             Some(joined) = dispatch.writers.join_next(), if !dispatch.writers.is_empty() => {
-                joined.map_err(|e| CopyError::Fatal(format!("bulk writer crashed: {e}")))??;
+                joined.map_err(|e| CopyError::fatal(format!("bulk writer crashed: {e}")))??;
             }
             page = rx.recv() => {
                 let Some(page) = page else { break };
@@ -114,10 +114,10 @@ pub async fn run_pipeline(
         dispatch.send(batch, &mut control).await?;
     }
     while let Some(joined) = readers.join_next().await {
-        joined.map_err(|e| CopyError::Fatal(format!("slice reader crashed: {e}")))??;
+        joined.map_err(|e| CopyError::fatal(format!("slice reader crashed: {e}")))??;
     }
     while let Some(joined) = dispatch.writers.join_next().await {
-        joined.map_err(|e| CopyError::Fatal(format!("bulk writer crashed: {e}")))??;
+        joined.map_err(|e| CopyError::fatal(format!("bulk writer crashed: {e}")))??;
     }
     if cancel.is_cancelled() {
         return Err(CopyError::Cancelled);
@@ -167,7 +167,7 @@ impl Dispatch {
         };
         // Surface a failed writer before starting more work.
         while let Some(joined) = self.writers.try_join_next() {
-            joined.map_err(|e| CopyError::Fatal(format!("bulk writer crashed: {e}")))??;
+            joined.map_err(|e| CopyError::fatal(format!("bulk writer crashed: {e}")))??;
         }
         let (es, stats, retry, cancel) = (
             self.es.clone(),

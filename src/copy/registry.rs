@@ -63,7 +63,9 @@ impl Jobs {
                 .await;
             match &driven {
                 Ok(state) => info!(index = %name, phase = state.phase.name(), "copy job ended"),
-                Err(CopyError::Stopped(_, why)) => info!(index = %name, %why, "copy job stopped"),
+                Err(CopyError::Stopped { why, .. }) => {
+                    info!(index = %name, %why, "copy job stopped")
+                }
                 Err(CopyError::Cancelled) => info!(index = %name, "copy job stopped for shutdown"),
                 Err(e) => warn!(index = %name, error = %e, "copy job ended with an error"),
             }

@@ -146,7 +146,7 @@ async fn follow(
         let status = es.get_task(task).await?;
         if status.completed || last_save.elapsed() >= every {
             let saved = claim.checkpoint(|c| apply(&status, c), handle).await;
-            if let Err(e @ CopyError::Stopped(..)) = saved {
+            if let Err(e @ CopyError::Stopped { .. }) = saved {
                 // Rolled back (or taken over): the task must not go on writing.
                 let _ = es.cancel_task(task).await;
                 return Err(e);
@@ -174,14 +174,14 @@ async fn follow(
 
 async fn finish(claim: &Claim<'_>, status: &TaskStatus) -> Result<IndexState, CopyError> {
     if let Some(error) = &status.error {
-        return Err(CopyError::Fatal(format!(
+        return Err(CopyError::fatal(format!(
             "the server-side reindex failed: {error}"
         )));
     }
     let c = counters(status);
     if let Some(first) = c["failures"].as_array().and_then(|f| f.first()) {
         // `_reindex` stops at the first bulk failure: the copy is incomplete.
-        return Err(CopyError::Fatal(format!(
+        return Err(CopyError::fatal(format!(
             "the server-side reindex stopped at document {}: {}",
             first["id"].as_str().unwrap_or("?"),
             first["cause"]["reason"].as_str().unwrap_or("unknown")

@@ -64,7 +64,7 @@ pub async fn send_batch(
         t.bulk_duration.observe(latency.as_secs_f64());
         let (retry, last) = match answer {
             Ok(response) => {
-                let outcomes = classify(&response, batch.len()).map_err(CopyError::Fatal)?;
+                let outcomes = classify(&response, batch.len()).map_err(CopyError::fatal)?;
                 let mut retry = Vec::new();
                 let mut last = String::new();
                 let mut indexed = 0;
@@ -127,7 +127,7 @@ pub async fn send_batch(
             }
             Err(e) => {
                 t.bulk_errors.inc();
-                return Err(CopyError::Fatal(format!(
+                return Err(CopyError::fatal(format!(
                     "the cluster refused a bulk request: {e}"
                 )));
             }

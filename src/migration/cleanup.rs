@@ -40,7 +40,7 @@ impl Migrator {
                 return Err(IllegalTransition {
                     name: name.to_owned(),
                     action: Action::Cleanup,
-                    phase: stored.state.phase.name(),
+                    phase: stored.state.phase.kind(),
                     detail: Some(format!(
                         "{index} is still behind {}",
                         links

@@ -25,7 +25,7 @@ impl Migrator {
             return Err(IllegalTransition {
                 name: name.to_owned(),
                 action: Action::Reindex,
-                phase: stored.state.phase.name(),
+                phase: stored.state.phase.kind(),
                 detail: Some("the copy was stopped".into()),
             }
             .into());

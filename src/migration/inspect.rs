@@ -7,22 +7,56 @@ use serde::Serialize;
 use super::error::MigrationError;
 use super::mapping::MappingFile;
 use super::ops::Migrator;
+use super::phase::PhaseKind;
 use super::preflight::Finding;
 use super::view::IndexView;
 
 /// What `plan` says about one logical index.
+/// What `plan` advises for one logical index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanAction {
+    /// No generation yet: `init` creates one.
+    Init,
+    /// The live generation was built from the mapping file as it is.
+    UpToDate,
+    /// The mapping file changed: a stage 1 would build the next generation.
+    Reindex,
+    /// A migration is under way.
+    InProgress,
+    /// The mapping file cannot be read or parsed.
+    Error,
+}
+
+impl PlanAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanAction::Init => "init",
+            PlanAction::UpToDate => "up-to-date",
+            PlanAction::Reindex => "reindex",
+            PlanAction::InProgress => "in-progress",
+            PlanAction::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for PlanAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanEntry {
     pub name: String,
-    pub phase: String,
+    pub phase: PhaseKind,
     /// The generation behind the read alias.
     pub live_index: Option<String>,
     /// Fingerprint stored in the live generation's `_meta.reindexd`.
     pub live_sha256: Option<String>,
     /// Fingerprint of the mapping file now.
     pub mapping_sha256: Option<String>,
-    /// `init`, `reindex`, `up-to-date`, `in-progress` or `error`.
-    pub action: &'static str,
+    pub action: PlanAction,
     pub detail: String,
     /// What preflight finds for a stage 1 now (live indexes only).
     pub findings: Vec<Finding>,
@@ -63,45 +97,49 @@ impl Migrator {
             let mapping = MappingFile::load(&index.mapping);
             let mut entry = PlanEntry {
                 name: index.name.clone(),
-                phase: "uninitialized".into(),
+                phase: PhaseKind::Uninitialized,
                 live_index: None,
                 live_sha256: None,
                 mapping_sha256: mapping.as_ref().ok().map(|m| m.sha256.clone()),
-                action: "init",
+                action: PlanAction::Init,
                 detail: String::new(),
                 findings: Vec::new(),
             };
             if let Err(e) = &mapping {
-                entry.action = "error";
+                entry.action = PlanAction::Error;
                 entry.detail = e.to_string();
             }
             if let Some(stored) = self.store().get(&index.name).await? {
                 let live = stored.state.phase.read_index().to_owned();
                 let meta = self.es().mapping_meta(&live).await?;
-                entry.phase = stored.state.phase.name().into();
+                entry.phase = stored.state.phase.kind();
                 entry.live_sha256 = meta["reindexd"]["sha256"].as_str().map(str::to_owned);
-                if let (Ok(file), "live") = (&mapping, stored.state.phase.name()) {
+                if let (Ok(file), PhaseKind::Live) = (&mapping, stored.state.phase.kind()) {
                     let target = self.names(&index.name).generation(self.now());
                     entry.findings = self.preflight(&index.name, &live, &target, file).await?;
                 }
                 entry.live_index = Some(live);
-                if entry.action != "error" {
-                    (entry.action, entry.detail) = match stored.state.phase.name() {
-                        "live" | "flipped" if entry.live_sha256 == entry.mapping_sha256 => (
-                            "up-to-date",
-                            "the live generation was built from this mapping file".into(),
-                        ),
-                        "live" | "flipped" => (
-                            "reindex",
+                if entry.action != PlanAction::Error {
+                    (entry.action, entry.detail) = match stored.state.phase.kind() {
+                        PhaseKind::Live | PhaseKind::Flipped
+                            if entry.live_sha256 == entry.mapping_sha256 =>
+                        {
+                            (
+                                PlanAction::UpToDate,
+                                "the live generation was built from this mapping file".into(),
+                            )
+                        }
+                        PhaseKind::Live | PhaseKind::Flipped => (
+                            PlanAction::Reindex,
                             format!(
                                 "{} differs from the live generation",
                                 index.mapping.display()
                             ),
                         ),
-                        phase => ("in-progress", format!("a migration is {phase}")),
+                        phase => (PlanAction::InProgress, format!("a migration is {phase}")),
                     };
                 }
-            } else if entry.action != "error" {
+            } else if entry.action != PlanAction::Error {
                 entry.detail = "no generation yet".into();
             }
             entries.push(entry);

@@ -36,14 +36,14 @@ mod view;
 pub use clock::{Clock, SystemClock};
 pub use delta::DeltaCounts;
 pub use error::MigrationError;
-pub use inspect::PlanEntry;
+pub use inspect::{PlanAction, PlanEntry};
 pub use mapping::{MappingError, MappingFile};
 pub use names::Names;
 pub use ops::{AliasChangeLabels, Migrator, BULK_SETTING_KEYS};
-pub use phase::{Action, IllegalTransition, IndexState, Phase};
+pub use phase::{Action, IllegalTransition, IndexState, Phase, PhaseKind};
 pub use preflight::{Finding, Level, PreflightRefusal};
 pub use progress::{
-    CopyProgress, DocFailure, Lease, SliceCheckpoint, StoredEngine, MAX_RECORDED_FAILURES,
+    CopyProgress, DocFailure, Lease, NotReady, SliceCheckpoint, StoredEngine, MAX_RECORDED_FAILURES,
 };
 pub use repair::Repaired;
 pub use rollback::{RollbackReport, WritesPolicy};

@@ -45,6 +45,55 @@ pub enum Phase {
     },
 }
 
+/// Which phase, without its data: what status, metrics and comparisons
+/// use. `Uninitialized` is an index configured but never initialised (no
+/// stored state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseKind {
+    Uninitialized,
+    Live,
+    Copying,
+    Ready,
+    Failed,
+    Flipped,
+}
+
+impl PhaseKind {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [PhaseKind; 6] = [
+        PhaseKind::Uninitialized,
+        PhaseKind::Live,
+        PhaseKind::Copying,
+        PhaseKind::Ready,
+        PhaseKind::Failed,
+        PhaseKind::Flipped,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseKind::Uninitialized => "uninitialized",
+            PhaseKind::Live => "live",
+            PhaseKind::Copying => "copying",
+            PhaseKind::Ready => "ready",
+            PhaseKind::Failed => "failed",
+            PhaseKind::Flipped => "flipped",
+        }
+    }
+}
+
+impl std::fmt::Display for PhaseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl PartialEq<&str> for PhaseKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
 /// What the lifecycle may be asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -93,7 +142,7 @@ impl Action {
 pub struct IllegalTransition {
     pub name: String,
     pub action: Action,
-    pub phase: &'static str,
+    pub phase: PhaseKind,
     /// Why, when the phase alone does not say it.
     pub detail: Option<String>,
 }
@@ -112,14 +161,19 @@ pub struct IndexState {
 }
 
 impl Phase {
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> PhaseKind {
         match self {
-            Phase::Live { .. } => "live",
-            Phase::Copying { .. } => "copying",
-            Phase::Ready { .. } => "ready",
-            Phase::Failed { .. } => "failed",
-            Phase::Flipped { .. } => "flipped",
+            Phase::Live { .. } => PhaseKind::Live,
+            Phase::Copying { .. } => PhaseKind::Copying,
+            Phase::Ready { .. } => PhaseKind::Ready,
+            Phase::Failed { .. } => PhaseKind::Failed,
+            Phase::Flipped { .. } => PhaseKind::Flipped,
         }
+    }
+
+    /// The phase's name as status and logs show it.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
     }
 
     /// The index the read alias must point at in this phase.
@@ -192,7 +246,7 @@ impl IndexState {
         IllegalTransition {
             name: self.name.clone(),
             action,
-            phase: self.phase.name(),
+            phase: self.phase.kind(),
             detail,
         }
     }
@@ -243,11 +297,11 @@ impl IndexState {
                 target,
                 copy,
             },
-            Err(reason) => Phase::Failed {
+            Err(why) => Phase::Failed {
                 source,
                 target,
                 copy,
-                reason,
+                reason: why.to_string(),
             },
         };
         Ok(self.with(phase, now))
@@ -316,7 +370,7 @@ impl IndexState {
             } if copy.finished_at.is_some() => {
                 let copy = accepted(copy);
                 copy.verdict()
-                    .map_err(|reason| self.illegal(Action::Accept, Some(reason)))?;
+                    .map_err(|why| self.illegal(Action::Accept, Some(why.to_string())))?;
                 Ok(self.with(
                     Phase::Ready {
                         source: source.clone(),

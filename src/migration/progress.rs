@@ -191,41 +191,64 @@ impl CopyProgress {
     /// Whether a finished copy may become `ready`: counts reconcile
     /// (copied + superseded + resent + failed = source) and no failure is left
     /// unaccepted. The error says what is wrong and what to do.
-    pub fn verdict(&self) -> Result<(), String> {
+    pub fn verdict(&self) -> Result<(), NotReady> {
         if self.finished_at.is_none() {
-            return Err("the copy has not finished".into());
+            return Err(NotReady::Unfinished);
         }
         if self.done() != self.total {
-            return Err(format!(
-                "counts do not add up: copied {} + superseded {} + resent {} + failed {} = {}, but the source had {}",
-                self.copied,
-                self.superseded,
-                self.resent,
-                self.failed,
-                self.done(),
-                self.total
-            ));
+            return Err(NotReady::CountsDiffer {
+                copied: self.copied,
+                superseded: self.superseded,
+                resent: self.resent,
+                failed: self.failed,
+                total: self.total,
+            });
         }
         if self.old_generation_writes > self.accepted_old_generation_writes {
-            return Err(format!(
-                "{} operations reached the old generation by its name after the copy's snapshot (writes that bypass the write alias); \
-                 the new generation lacks them. Find the writer, then roll back, or accept the loss with `reindexd accept`",
-                self.old_generation_writes
-            ));
+            return Err(NotReady::OldGenerationWrites {
+                operations: self.old_generation_writes,
+            });
         }
         if self.failed > 0 && !self.accept_failures {
-            let first = self
-                .failures
-                .first()
-                .map(|f| format!("; first: {} ({})", f.id, f.reason))
-                .unwrap_or_default();
-            return Err(format!(
-                "{} documents failed{first}; fix the mapping and reindex again, or accept them with `reindexd accept`",
-                self.failed
-            ));
+            return Err(NotReady::DocumentsFailed {
+                failed: self.failed,
+                first: self
+                    .failures
+                    .first()
+                    .map(|f| format!("; first: {} ({})", f.id, f.reason))
+                    .unwrap_or_default(),
+            });
         }
         Ok(())
     }
+}
+
+/// Why a finished copy may not become `ready`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("the copy has not finished")]
+    Unfinished,
+    #[error(
+        "counts do not add up: copied {copied} + superseded {superseded} + resent {resent} + failed {failed} = {}, but the source had {total}",
+        copied + superseded + resent + failed
+    )]
+    CountsDiffer {
+        copied: u64,
+        superseded: u64,
+        resent: u64,
+        failed: u64,
+        total: u64,
+    },
+    #[error(
+        "{operations} operations reached the old generation by its name after the copy's snapshot (writes that bypass the write alias); \
+         the new generation lacks them. Find the writer, then roll back, or accept the loss with `reindexd accept`"
+    )]
+    OldGenerationWrites { operations: u64 },
+    /// `first` is "; first: ID (REASON)" when a failure was recorded.
+    #[error(
+        "{failed} documents failed{first}; fix the mapping and reindex again, or accept them with `reindexd accept`"
+    )]
+    DocumentsFailed { failed: u64, first: String },
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tracing::warn;
 use super::delta::{self, Delta};
 use super::error::MigrationError;
 use super::ops::Migrator;
-use super::phase::IndexState;
+use super::phase::{IndexState, PhaseKind};
 use super::rollback::{Look, SCAN_PAGE};
 use super::store::Stored;
 use crate::es::DocKey;
@@ -39,7 +39,7 @@ impl Migrator {
         self.apply(old, new, first).await?;
         let name = &stored.state.name;
         let mut actions = self.rollback_actions(name, old).await?;
-        if stored.state.phase.name() == "flipped" {
+        if stored.state.phase.kind() == PhaseKind::Flipped {
             actions.extend(self.move_extra_aliases(name, new, old).await?);
         }
         if let Err(e) = es.set_write_block(new, true).await {

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::delta::{self, Delta, DeltaCounts};
 use super::error::MigrationError;
 use super::ops::{add, remove, Migrator};
-use super::phase::{Action, IllegalTransition, IndexState};
+use super::phase::{Action, IllegalTransition, IndexState, PhaseKind};
 use super::progress::CopyProgress;
 use super::store::Stored;
 use crate::es::{AliasAction, DocKey};
@@ -94,7 +94,7 @@ impl Migrator {
     async fn copying(&self, name: &str) -> bool {
         self.load(name)
             .await
-            .is_ok_and(|s| s.state.phase.name() == "copying")
+            .is_ok_and(|s| s.state.phase.kind() == PhaseKind::Copying)
     }
 
     async fn rollback_once(
@@ -107,7 +107,7 @@ impl Migrator {
         let old = next.phase.read_index().to_owned();
         let new = stored.state.phase.write_index().to_owned();
         let copy = stored.state.phase.copy().cloned();
-        if policy == WritesPolicy::Replay && stored.state.phase.name() == "copying" {
+        if policy == WritesPolicy::Replay && stored.state.phase.kind() == PhaseKind::Copying {
             return Err(illegal(
                 &stored.state,
                 "--replay waits for the copy to finish: only a finished copy tells which documents the \
@@ -156,7 +156,7 @@ impl Migrator {
             _ => {}
         }
         let mut actions = self.rollback_actions(name, &old).await?;
-        if stored.state.phase.name() == "flipped" {
+        if stored.state.phase.kind() == PhaseKind::Flipped {
             actions.extend(self.move_extra_aliases(name, &new, &old).await?);
         }
         let switched = self.transition(&stored, next, &actions).await?;
@@ -355,7 +355,7 @@ fn illegal(state: &IndexState, detail: &str) -> MigrationError {
     IllegalTransition {
         name: state.name.clone(),
         action: Action::Rollback,
-        phase: state.phase.name(),
+        phase: state.phase.kind(),
         detail: Some(detail.to_owned()),
     }
     .into()

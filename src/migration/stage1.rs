@@ -26,7 +26,7 @@ impl Migrator {
             return Err(IllegalTransition {
                 name: name.to_owned(),
                 action: Action::Reindex,
-                phase: stored.state.phase.name(),
+                phase: stored.state.phase.kind(),
                 detail: None,
             }
             .into());
@@ -213,7 +213,7 @@ impl Migrator {
                 return Err(IllegalTransition {
                     name: name.clone(),
                     action: Action::Reindex,
-                    phase: stored.state.phase.name(),
+                    phase: stored.state.phase.kind(),
                     detail: None,
                 }
                 .into());

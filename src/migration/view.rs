@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::phase::PhaseKind;
 use super::phase::{IndexState, Phase};
 use super::progress::StoredEngine;
 use super::progress::{CopyProgress, DocFailure};
@@ -11,7 +12,7 @@ use super::progress::{CopyProgress, DocFailure};
 pub struct IndexView {
     pub name: String,
     /// `uninitialized`, `live`, `copying`, `ready`, `failed` or `flipped`.
-    pub phase: &'static str,
+    pub phase: PhaseKind,
     pub read_index: Option<String>,
     pub write_index: Option<String>,
     /// The generation being replaced (`copying`, `ready`, `failed`,
@@ -102,7 +103,7 @@ impl IndexView {
     pub fn uninitialized(name: &str) -> Self {
         IndexView {
             name: name.to_owned(),
-            phase: "uninitialized",
+            phase: PhaseKind::Uninitialized,
             read_index: None,
             write_index: None,
             previous_index: None,
@@ -136,7 +137,7 @@ impl IndexView {
         };
         IndexView {
             name: state.name.clone(),
-            phase: state.phase.name(),
+            phase: state.phase.kind(),
             read_index: Some(state.phase.read_index().to_owned()),
             write_index: Some(state.phase.write_index().to_owned()),
             previous_index: previous,
