@@ -8,7 +8,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -16,7 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::copy::Jobs;
-use crate::migration::{IndexView, Migrator, PhaseKind};
+use crate::migration::{ClusterLook, IndexState, Migrator, PhaseKind};
 
 /// One logical index's values at scrape time.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,22 +114,15 @@ async fn sample(migrator: &Migrator, jobs: &Jobs) -> Snapshot {
         indexes: Vec::new(),
     };
     for index in &migrator.config().indexes {
-        let stored = match migrator.store().get(&index.name).await {
-            Ok(stored) => stored,
-            Err(_) => {
-                snapshot.cluster_up = false;
-                continue;
-            }
-        };
-        let view = match &stored {
-            None => IndexView::uninitialized(&index.name),
-            Some(s) => {
-                let mut view = IndexView::new(&s.state, jobs.live(&s.state), Utc::now());
-                // Drift and old-generation writes as the cluster has them
-                // now; a failed look leaves the stored numbers.
-                let _ = migrator.observe(&s.state, &mut view).await;
-                view
-            }
+        // Drift and old-generation writes as the cluster has them now; a
+        // failed look leaves the stored numbers.
+        let live = |state: &IndexState| jobs.live(state);
+        let Ok(view) = migrator
+            .view_with(&index.name, live, ClusterLook::BestEffort)
+            .await
+        else {
+            snapshot.cluster_up = false;
+            continue;
         };
         let p = view.progress.as_ref();
         snapshot.indexes.push(IndexSample {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::migration::{Action, CopyProgress, IndexState, IndexView, WritesPolicy};
+use crate::migration::{Action, ClusterLook, CopyProgress, IndexState, IndexView, WritesPolicy};
 
 /// Parses an optional JSON body; empty means `T::default()`.
 fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
@@ -48,19 +48,11 @@ pub async fn get(
 }
 
 async fn one_view(app: &AppState, name: &str) -> Result<IndexView, ApiError> {
-    app.migrator.index_config(name)?;
-    Ok(match app.migrator.store().get(name).await? {
-        Some(stored) => {
-            let mut view = view_of(app, &stored.state);
-            app.migrator.observe(&stored.state, &mut view).await?;
-            view
-        }
-        None => {
-            let mut view = IndexView::uninitialized(name);
-            view.drift = app.migrator.missing_state(name).await?;
-            view
-        }
-    })
+    let live = |state: &IndexState| app.jobs.live(state);
+    Ok(app
+        .migrator
+        .view_with(name, live, ClusterLook::Required)
+        .await?)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CliResult, Status};
 use crate::copy::CopyHandle;
-use crate::migration::{IndexView, Migrator, PhaseKind, RollbackReport, WritesPolicy};
+use crate::migration::{
+    ClusterLook, IndexState, IndexView, Migrator, PhaseKind, RollbackReport, WritesPolicy,
+};
 
 /// Prints the live progress of copies run by this process every 2 s.
 pub(super) async fn watch_progress(
@@ -23,15 +25,13 @@ pub(super) async fn watch_progress(
             _ = stop.cancelled() => return,
         }
         for (name, handle) in &handles {
-            let Ok(stored) = migrator.load(name).await else {
-                continue;
-            };
-            let live = handle.live(&stored.state);
-            say!(
-                stderr,
-                "{}",
-                describe(&IndexView::new(&stored.state, live, chrono::Utc::now()))
-            );
+            let live = |state: &IndexState| handle.live(state);
+            if let Ok(view) = migrator
+                .view_with(name, live, ClusterLook::BestEffort)
+                .await
+            {
+                say!(stderr, "{}", describe(&view));
+            }
         }
     }
 }

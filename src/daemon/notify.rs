@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::copy::Jobs;
-use crate::migration::{CopyProgress, Migrator};
+use crate::migration::{ClusterLook, CopyProgress, IndexState, Migrator, PhaseKind};
 
 /// A running, unpaused copy that has not moved for this long makes the
 /// daemon unhealthy: systemd's watchdog then restarts it, and the copy
@@ -103,25 +103,23 @@ fn stalled_copies(
 async fn status_line(migrator: &Migrator, jobs: &Jobs) -> String {
     let mut parts = Vec::new();
     for index in &migrator.config().indexes {
-        let part = match migrator.store().get(&index.name).await {
+        let live = |state: &IndexState| jobs.live(state);
+        let view = migrator
+            .view_with(&index.name, live, ClusterLook::BestEffort)
+            .await;
+        let part = match view {
             Err(e) if e.is_unavailable() => return "cluster unavailable".into(),
             Err(_) => format!("{} unknown", index.name),
-            Ok(None) => format!("{} uninitialized", index.name),
-            Ok(Some(stored)) => {
-                let phase = stored.state.phase.name();
-                match jobs.live(&stored.state) {
-                    Some(copy) => {
-                        format!(
-                            "{} copying {:.1}% ({}/{})",
-                            index.name,
-                            copy.ratio() * 100.0,
-                            copy.done(),
-                            copy.total
-                        )
-                    }
-                    None => format!("{} {phase}", index.name),
-                }
-            }
+            Ok(view) => match (&view.progress, view.phase) {
+                (Some(p), PhaseKind::Copying) => format!(
+                    "{} copying {:.1}% ({}/{})",
+                    index.name,
+                    p.ratio * 100.0,
+                    p.done(),
+                    p.total
+                ),
+                (_, phase) => format!("{} {phase}", index.name),
+            },
         };
         parts.push(part);
     }

@@ -7,8 +7,9 @@ use serde::Serialize;
 use super::error::MigrationError;
 use super::mapping::MappingFile;
 use super::ops::Migrator;
-use super::phase::PhaseKind;
+use super::phase::{IndexState, PhaseKind};
 use super::preflight::Finding;
+use super::progress::CopyProgress;
 use super::view::IndexView;
 
 /// What `plan` says about one logical index.
@@ -62,23 +63,47 @@ pub struct PlanEntry {
     pub findings: Vec<Finding>,
 }
 
+/// Whether a view must include what the cluster says now (drift,
+/// writes to the old generation), or may do without when the look fails
+/// (metrics and systemd's status line keep going on a flaky cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterLook {
+    Required,
+    BestEffort,
+}
+
 impl Migrator {
     /// The status view of `name` (also for indexes not initialised yet),
     /// with any drift between its phase and the aliases.
     pub async fn view(&self, name: &str) -> Result<IndexView, MigrationError> {
+        self.view_with(name, |_| None, ClusterLook::Required).await
+    }
+
+    /// The one place a status view is built, for the API, the CLI, the
+    /// metrics and systemd's status line: the stored state, the live
+    /// counters of a copy this process runs (`live`), and what the aliases
+    /// and the old generation say now (`look`).
+    pub async fn view_with(
+        &self,
+        name: &str,
+        live: impl Fn(&IndexState) -> Option<CopyProgress>,
+        look: ClusterLook,
+    ) -> Result<IndexView, MigrationError> {
         self.index_config(name)?;
-        Ok(match self.store().get(name).await? {
-            Some(stored) => {
-                let mut view = IndexView::new(&stored.state, None, self.now());
-                self.observe(&stored.state, &mut view).await?;
-                view
-            }
-            None => {
-                let mut view = IndexView::uninitialized(name);
-                view.drift = self.missing_state(name).await?;
-                view
-            }
-        })
+        let Some(stored) = self.store().get(name).await? else {
+            let mut view = IndexView::uninitialized(name);
+            view.drift = match self.missing_state(name).await {
+                Err(e) if look == ClusterLook::Required => return Err(e),
+                found => found.unwrap_or(None),
+            };
+            return Ok(view);
+        };
+        let mut view = IndexView::new(&stored.state, live(&stored.state), self.now());
+        match self.observe(&stored.state, &mut view).await {
+            Err(e) if look == ClusterLook::Required => Err(e),
+            // A failed look leaves the stored numbers.
+            _ => Ok(view),
+        }
     }
 
     /// Status views of every configured logical index.

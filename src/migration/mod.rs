@@ -36,7 +36,7 @@ mod view;
 pub use clock::{Clock, SystemClock};
 pub use delta::DeltaCounts;
 pub use error::MigrationError;
-pub use inspect::{PlanAction, PlanEntry};
+pub use inspect::{ClusterLook, PlanAction, PlanEntry};
 pub use mapping::{MappingError, MappingFile};
 pub use names::Names;
 pub use ops::{AliasChangeLabels, Migrator, BULK_SETTING_KEYS};

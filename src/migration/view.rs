@@ -97,6 +97,11 @@ impl ProgressView {
             accept_failures: copy.accept_failures,
         }
     }
+
+    /// Documents the copy is done with, whatever became of them.
+    pub fn done(&self) -> u64 {
+        self.copied + self.superseded + self.resent + self.failed
+    }
 }
 
 impl IndexView {
