@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::app::App;
 use common::proxy::{Fault, FaultProxy, Match, Rule};
 use common::{Env, MAPPING_V2};
-use reindexd::copy::{drive, CopyHandle};
+use reindexd::copy::drive;
 use reindexd::es::{ConnectOptions, EsClient};
 use reindexd::migration::{Migrator, WritesPolicy};
 use reqwest::Method;
@@ -67,7 +67,7 @@ impl World {
     async fn finish_copy(&self) {
         let state = self.migrator.load("kb").await.unwrap().state;
         if state.phase.name() == "copying" {
-            let handle = CopyHandle::detached("kb");
+            let handle = common::detached_handle("kb");
             let state = drive(&self.migrator, "kb", "ambiguous-test", &handle)
                 .await
                 .unwrap();

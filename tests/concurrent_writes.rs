@@ -7,7 +7,7 @@ mod common;
 
 use common::app::App;
 use common::{Env, MAPPING_V2};
-use reindexd::copy::{drive, CopyHandle};
+use reindexd::copy::drive;
 use reindexd::migration::Action;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -36,7 +36,7 @@ async fn the_copy_never_overwrites_or_resurrects_application_writes() {
     let copy = {
         let m = m.clone();
         tokio::spawn(async move {
-            let handle = CopyHandle::detached("kb");
+            let handle = common::detached_handle("kb");
             drive(&m, "kb", "test-copier", &handle).await
         })
     };

@@ -48,7 +48,7 @@ async fn refused_documents_are_recorded_and_the_rest_copied() {
         .write_index()
         .to_owned();
 
-    let state = drive(m, "kb", "refused-test", &CopyHandle::detached("kb"))
+    let state = drive(m, "kb", "refused-test", &common::detached_handle("kb"))
         .await
         .unwrap();
     assert_eq!(state.phase.name(), "failed", "{:?}", state.phase);
@@ -108,7 +108,7 @@ async fn throttle_holds_the_rate_and_pause_stops_the_copy() {
     })
     .await
     .unwrap();
-    let handle = Arc::new(CopyHandle::detached("kb"));
+    let handle = Arc::new(common::detached_handle("kb"));
     let copy = {
         let (m, handle) = (m.clone(), handle.clone());
         tokio::spawn(async move { drive(&m, "kb", "throttle-test", &handle).await })

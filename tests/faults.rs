@@ -122,7 +122,7 @@ async fn a_node_restart_mid_copy_resumes_and_ends_exact() {
     .await
     .unwrap();
 
-    let handle = Arc::new(CopyHandle::detached("kb"));
+    let handle = Arc::new(common::detached_handle("kb"));
     let copy = {
         let (m, handle) = (m.clone(), handle.clone());
         tokio::spawn(async move { drive(&m, "kb", "restart-test", &handle).await })

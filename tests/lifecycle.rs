@@ -147,7 +147,7 @@ async fn cleanup_after_retention_deletes_only_unaliased_generations() {
         .phase
         .write_index()
         .to_owned();
-    let handle = reindexd::copy::CopyHandle::detached("kb");
+    let handle = common::detached_handle("kb");
     let state = reindexd::copy::drive(m, "kb", "test-owner", &handle)
         .await
         .unwrap();

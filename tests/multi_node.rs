@@ -263,7 +263,7 @@ impl Scenario {
         // restarts) would leave a shard with no copy when its node leaves.
         wait_green(&urls, &format!("{}*", env.prefix)).await;
         env.throttle("kb", rate).await;
-        let handle = Arc::new(CopyHandle::detached("kb"));
+        let handle = Arc::new(common::detached_handle("kb"));
         let copy = {
             let (m, handle) = (m.clone(), handle.clone());
             tokio::spawn(async move { drive(&m, "kb", "multi-node-test", &handle).await.unwrap() })

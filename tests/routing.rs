@@ -6,7 +6,7 @@
 mod common;
 
 use common::Env;
-use reindexd::copy::{drive, CopyHandle};
+use reindexd::copy::drive;
 use serde_json::json;
 
 const ONE_SHARD: &str = r#"{"settings": {"number_of_shards": 1, "number_of_replicas": 0},
@@ -56,7 +56,7 @@ async fn a_routing_collision_is_a_failure_not_a_superseded_copy() {
 
     env.set_mapping("kb", ONE_SHARD);
     m.reindex("kb").await.unwrap();
-    let state = drive(m, "kb", "routing-test", &CopyHandle::detached("kb"))
+    let state = drive(m, "kb", "routing-test", &common::detached_handle("kb"))
         .await
         .unwrap();
     assert_eq!(state.phase.name(), "failed", "{:?}", state.phase);

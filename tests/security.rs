@@ -8,7 +8,7 @@ mod common;
 
 use common::binary::Run;
 use common::{Env, MAPPING_V2};
-use reindexd::copy::{drive, CopyHandle};
+use reindexd::copy::drive;
 
 /// `reindexd ARGS --config CONFIG`.
 async fn reindexd(config: &std::path::Path, args: &[&str]) -> Run {
@@ -79,7 +79,7 @@ async fn the_lifecycle_works_with_exactly_the_documented_privileges() {
     let m = &env.migrator;
     let (first, target) = env.stage1("kb", 2_000).await;
     assert!(m.plan().await.is_ok(), "plan as the reindexd user");
-    let handle = CopyHandle::detached("kb");
+    let handle = common::detached_handle("kb");
     let state = drive(m, "kb", "security-test", &handle).await.unwrap();
     assert_eq!(state.phase.name(), "ready", "{:?}", state.phase);
     env.es.refresh(&target).await.unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, MAPPING_V2};
-use reindexd::copy::{drive, CopyHandle};
+use reindexd::copy::drive;
 use reindexd::migration::Action;
 use serde_json::json;
 
@@ -44,7 +44,7 @@ async fn server_side_copy_follows_the_task_and_respects_app_writes() {
     let copy = {
         let m = m.clone();
         tokio::spawn(
-            async move { drive(&m, "kb", "test-server", &CopyHandle::detached("kb")).await },
+            async move { drive(&m, "kb", "test-server", &common::detached_handle("kb")).await },
         )
     };
 

@@ -11,7 +11,7 @@ use tracing::debug;
 
 use super::control::Control;
 use super::stats::CopyStats;
-use super::telemetry::{IndexTelemetry, Telemetry};
+use super::telemetry::IndexTelemetry;
 use crate::migration::{CopyProgress, IndexState, Phase};
 
 /// Where one run of a copy is. Only `CopyHandle::enter` changes it.
@@ -85,14 +85,6 @@ impl CopyHandle {
         }
     }
 
-    /// A handle of its own, for a copy run outside the daemon (CLI, tests).
-    pub fn detached(index: &str) -> Self {
-        Self::new(
-            CancellationToken::new(),
-            Telemetry::default().for_index(index),
-        )
-    }
-
     /// `state`'s copy progress with this run's live counters applied, while
     /// `state` is copying and a run has counters; `None` otherwise.
     pub fn live(&self, state: &IndexState) -> Option<CopyProgress> {
@@ -157,11 +149,6 @@ impl CopyHandle {
         *self.state.borrow()
     }
 
-    /// Changes of [`CopyHandle::run_state`].
-    pub fn watch_run_state(&self) -> watch::Receiver<RunState> {
-        self.state.subscribe()
-    }
-
     /// The one place a run's state changes. `Copying` is `Paused` while
     /// the operator pauses the copy.
     pub(super) fn enter(&self, next: RunState) {
@@ -188,11 +175,19 @@ impl CopyHandle {
 
 #[cfg(test)]
 mod tests {
+    use super::super::telemetry::Telemetry;
     use super::*;
+
+    fn detached(index: &str) -> CopyHandle {
+        CopyHandle::new(
+            CancellationToken::new(),
+            Telemetry::default().for_index(index),
+        )
+    }
 
     #[test]
     fn pausing_moves_a_copying_run_to_paused_and_back() {
-        let handle = CopyHandle::detached("kb");
+        let handle = detached("kb");
         assert_eq!(handle.run_state(), RunState::Claiming);
         let paused = Control {
             paused: true,
@@ -214,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_throttle_change_leaves_the_run_state_alone() {
-        let handle = CopyHandle::detached("kb");
+        let handle = detached("kb");
         handle.enter(RunState::Copying);
         handle.set_control(Control {
             paused: false,

@@ -38,11 +38,13 @@ mod telemetry;
 mod writer;
 
 pub use control::Control;
-pub use encode::{Batch, Batcher, DocRef, Uncopyable};
+pub use encode::{Batch, Batcher};
+
 pub use error::CopyError;
 pub use handle::{CopyHandle, RunState};
-pub use job::{copy_span, drive, run_once};
-pub use lease::owner_id;
+pub use job::drive;
+
+pub(crate) use lease::owner_id;
 pub use registry::Jobs;
 pub use stats::CopyStats;
-pub use telemetry::{BulkLabels, IndexLabel, IndexTelemetry, Telemetry};
+pub use telemetry::Telemetry;

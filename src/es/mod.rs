@@ -27,19 +27,23 @@ mod seq_nos;
 mod tasks;
 
 pub use aliases::{AliasAction, AliasDefinition, AliasEntry};
-pub use bulk::{BulkItem, BulkResponse};
-pub use docs::{VersionedDoc, WriteCondition};
+
+pub use bulk::BulkResponse;
+pub(crate) use docs::WriteCondition;
 pub use error::EsError;
 pub use info::{Engine, ServerInfo, Version};
 pub(crate) use inspect::flat_settings;
 pub use inspect::{
     IndexDefinition, IndexTemplate, IsmTemplate, LegacyTemplate, Resolved, SimulatedIndex,
 };
-pub use keys::{DocKey, Found, KeyVersion};
-pub use search::{Hit, Page, PitId, Slice};
-pub use security::IndexPrivileges;
-pub use seq_nos::{operations_between, ShardChanges};
-pub use tasks::{Availability, ServerCopySupport, TaskStatus};
+pub use keys::Found;
+pub(crate) use keys::{DocKey, KeyVersion};
+pub(crate) use search::PitId;
+pub use search::{Hit, Page, Slice};
+pub(crate) use security::IndexPrivileges;
+pub(crate) use seq_nos::operations_between;
+pub(crate) use tasks::ServerCopySupport;
+pub use tasks::{Availability, TaskStatus};
 
 use std::time::Duration;
 
@@ -356,13 +360,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// Checks that `pem` holds at least one certificate the client can trust.
-pub fn check_ca_pem(pem: &[u8]) -> Result<(), EsError> {
-    Certificate::from_pem(pem)
-        .map(drop)
-        .map_err(|e| EsError::Config(format!("CA certificate is not valid PEM: {e}")))
 }
 
 /// Percent-encodes one path segment (index names may hold `+`, `%`, `#`...).

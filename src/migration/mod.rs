@@ -34,18 +34,25 @@ mod store;
 mod view;
 
 pub use clock::{Clock, SystemClock};
-pub use delta::DeltaCounts;
+
 pub use error::MigrationError;
-pub use inspect::{ClusterLook, PlanAction, PlanEntry};
-pub use mapping::{MappingError, MappingFile};
+pub(crate) use inspect::ClusterLook;
+pub(crate) use mapping::MappingFile;
 pub use names::Names;
-pub use ops::{AliasChangeLabels, Migrator, BULK_SETTING_KEYS};
-pub use phase::{Action, IllegalTransition, IndexState, Phase, PhaseKind};
-pub use preflight::{Finding, Level, PreflightRefusal};
+pub use ops::Migrator;
+
+pub(crate) use phase::PhaseKind;
+pub use phase::{Action, IllegalTransition, IndexState, Phase};
+
+pub use preflight::{Finding, Level};
+#[cfg(test)]
+pub(crate) use preflight::PreflightRefusal;
 pub use progress::{
     CopyProgress, DocFailure, Lease, NotReady, SliceCheckpoint, StoredEngine, MAX_RECORDED_FAILURES,
 };
 pub use repair::Repaired;
-pub use rollback::{RollbackReport, WritesPolicy};
-pub use store::{StateStore, Stored};
-pub use view::{IndexView, ProgressView};
+pub(crate) use rollback::RollbackReport;
+pub use rollback::WritesPolicy;
+
+pub use store::Stored;
+pub(crate) use view::IndexView;

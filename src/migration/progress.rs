@@ -179,15 +179,6 @@ impl CopyProgress {
         (self.done() as f64 / self.total as f64).min(1.0)
     }
 
-    /// Records failed documents, keeping the first [`MAX_RECORDED_FAILURES`].
-    pub fn record_failures(&mut self, failures: impl IntoIterator<Item = DocFailure>) {
-        for f in failures {
-            if self.failures.len() < MAX_RECORDED_FAILURES {
-                self.failures.push(f);
-            }
-        }
-    }
-
     /// Whether a finished copy may become `ready`: counts reconcile
     /// (copied + superseded + resent + failed = source) and no failure is left
     /// unaccepted. The error says what is wrong and what to do.

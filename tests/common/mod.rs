@@ -357,7 +357,7 @@ impl Env {
     pub fn spawn_copy(&self, name: &str, owner: &str) -> CopyTask {
         let (m, name, owner) = (self.migrator.clone(), name.to_owned(), owner.to_owned());
         tokio::spawn(async move {
-            let handle = reindexd::copy::CopyHandle::detached(&name);
+            let handle = detached_handle(&name);
             reindexd::copy::drive(&m, &name, &owner, &handle).await
         })
     }
@@ -780,4 +780,12 @@ pub async fn wait_healthy(listen: &str) {
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// A copy handle of the test's own, for a copy driven outside a daemon.
+pub fn detached_handle(index: &str) -> reindexd::copy::CopyHandle {
+    reindexd::copy::CopyHandle::new(
+        tokio_util::sync::CancellationToken::new(),
+        reindexd::copy::Telemetry::default().for_index(index),
+    )
 }
