@@ -113,10 +113,13 @@ async fn throttle_holds_the_rate_and_pause_stops_the_copy() {
         let (m, handle) = (m.clone(), handle.clone());
         tokio::spawn(async move { drive(&m, "kb", "throttle-test", &handle).await })
     };
-    while handle.stats().is_none_or(|s| done(&s) == 0) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let stats = handle.stats().unwrap();
+    let stats = common::eventually_value("the copy started", Duration::from_secs(60), || async {
+        match handle.stats() {
+            Some(s) if done(&s) > 0 => Ok(s),
+            _ => Err("no document done yet".into()),
+        }
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (t0, n0) = (Instant::now(), done(&stats));
     tokio::time::sleep(Duration::from_secs(10)).await;

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Env, MAPPING_V2};
 use reindexd::copy::{drive, CopyHandle, Telemetry};
@@ -203,16 +203,14 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
         .to_owned();
 
     // Let it copy for a while, long enough for several checkpoints.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    common::eventually_value("4000 documents copied", Duration::from_secs(60), || async {
         let view: serde_json::Value = http.get(&api).send().await.unwrap().json().await.unwrap();
-        let p = &view["progress"];
-        if p["copied"].as_u64().unwrap_or(0) >= 4_000 {
-            break;
+        match view["progress"]["copied"].as_u64() {
+            Some(n) if n >= 4_000 => Ok(()),
+            _ => Err(view.to_string()),
         }
-        assert!(Instant::now() < deadline, "no progress: {view}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     first.child.start_kill().unwrap(); // SIGKILL
     first.child.wait().await.unwrap();
     let checkpoint = m.load("kb").await.unwrap().state;
@@ -237,18 +235,8 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
         .send()
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let state = loop {
-        let state = m.load("kb").await.unwrap().state;
-        if state.phase.name() != "copying" {
-            break state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the second daemon did not finish the copy"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // The second daemon finishes the copy.
+    let state = common::copy_ended(m, "kb", Duration::from_secs(120)).await;
     second.child.start_kill().unwrap();
     second.child.wait().await.unwrap();
 

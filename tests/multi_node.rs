@@ -335,15 +335,19 @@ async fn a_node_leaving_and_coming_back_mid_copy_loses_nothing() {
     // slices over, which resets the live counters). A request in flight to
     // the leaving node may wait for its timeout and the run's backoff.
     let done = common::copied_so_far(&run.handle);
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while common::copied_so_far(&run.handle) < done + 2_000 && !run.copy.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "the copy stopped when the node left: {} documents",
-            common::copied_so_far(&run.handle)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually_value(
+        "the copy went on without the node",
+        Duration::from_secs(240),
+        || async {
+            let now = common::copied_so_far(&run.handle);
+            if now >= done + 2_000 || run.copy.is_finished() {
+                Ok(())
+            } else {
+                Err(format!("{now} documents copied"))
+            }
+        },
+    )
+    .await;
     down.start().await;
     run.wait_green().await;
 
@@ -367,8 +371,7 @@ async fn shards_of_the_source_relocated_mid_copy_lose_nothing() {
         .await
         .unwrap();
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    common::eventually_value("the shards moved", Duration::from_secs(120), || async {
         let shards: Vec<Value> = http
             .get(format!(
                 "{}/_cat/shards/{source}?format=json&h=node,state",
@@ -384,11 +387,12 @@ async fn shards_of_the_source_relocated_mid_copy_lose_nothing() {
             .iter()
             .all(|s| s["state"] == "STARTED" && s["node"] != away)
         {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{shards:?}"))
         }
-        assert!(Instant::now() < deadline, "shards did not move: {shards:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     assert!(
         common::copied_so_far(&run.handle) < total,
         "the copy ended before the shards moved; slow it down"

@@ -131,15 +131,8 @@ async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() 
     // The next daemon takes the copy over without waiting for a lease.
     let listen = format!("127.0.0.1:{}", common::free_port());
     let mut second = serve(&env, &listen).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let state = loop {
-        let state = m.load("kb").await.unwrap().state;
-        if state.phase.name() != "copying" {
-            break state;
-        }
-        assert!(Instant::now() < deadline, "the copy was not resumed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // The copy is resumed and finished.
+    let state = common::copy_ended(m, "kb", Duration::from_secs(60)).await;
     signal(&second, "TERM");
     second.wait().await.unwrap();
     assert_eq!(state.phase.name(), "ready", "{:?}", state.phase);
@@ -243,14 +236,17 @@ async fn sighup_retunes_a_running_copy() {
     );
     post("throttle", r#"{"requests_per_second": 250}"#).await;
     // The limit starts at 2 and small bodies never lower it without 429s.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while limit().await.is_none_or(|l| l < 2.0) {
-        assert!(
-            Instant::now() < deadline,
-            "no concurrency gauge of 2 or more"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually_value(
+        "a concurrency gauge of 2 or more",
+        Duration::from_secs(20),
+        || async {
+            match limit().await {
+                Some(l) if l >= 2.0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     post("pause", "").await;
 
     // A lower bound, the same rate, and a key that needs a restart.
@@ -265,11 +261,17 @@ async fn sighup_retunes_a_running_copy() {
     assert!(later.contains("copy.batch_bytes"), "{later}");
     let applied = wait_for(&mut lines, "copy settings applied").await;
     assert!(applied.contains("max_concurrency=1"), "{applied}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while limit().await != Some(1.0) {
-        assert!(Instant::now() < deadline, "the lower bound was not applied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually_value(
+        "the lower bound applied",
+        Duration::from_secs(5),
+        || async {
+            match limit().await {
+                Some(1.0) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     let body = get().await;
     assert_eq!(body["phase"], "copying", "{body}");
     assert_eq!(
@@ -293,16 +295,19 @@ async fn sighup_retunes_a_running_copy() {
 
     // Resumed, the retuned copy ends exact.
     post("resume", "").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    common::eventually_value("the copy finished", Duration::from_secs(60), || async {
         let body = get().await;
+        assert!(
+            body["phase"] == "ready" || body["phase"] == "copying",
+            "{body}"
+        );
         if body["phase"] == "ready" {
-            break;
+            Ok(())
+        } else {
+            Err(body.to_string())
         }
-        assert_eq!(body["phase"], "copying", "{body}");
-        assert!(Instant::now() < deadline, "the copy did not finish: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     let state = env.migrator.load("kb").await.unwrap().state;
     let p = state.phase.copy().unwrap();
     assert_eq!(p.copied + p.superseded + p.resent, 4_000);

@@ -44,9 +44,9 @@ pub use ops::Migrator;
 pub(crate) use phase::PhaseKind;
 pub use phase::{Action, IllegalTransition, IndexState, Phase};
 
-pub use preflight::{Finding, Level};
 #[cfg(test)]
 pub(crate) use preflight::PreflightRefusal;
+pub use preflight::{Finding, Level};
 pub use progress::{
     CopyProgress, DocFailure, Lease, NotReady, SliceCheckpoint, StoredEngine, MAX_RECORDED_FAILURES,
 };

@@ -131,6 +131,46 @@ where
     }
 }
 
+/// Polls `look` until it returns `Ok(value)`; fails naming `what` and the
+/// last observation (`look`'s `Err`) when `deadline` passes first.
+pub async fn eventually_value<T, F, Fut>(what: &str, deadline: Duration, mut look: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        match look().await {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < end,
+                "{what}: not within {deadline:?}; last seen: {last}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (up to `deadline`) until `name` leaves `copying`; returns the state.
+pub async fn copy_ended(
+    m: &reindexd::migration::Migrator,
+    name: &str,
+    deadline: Duration,
+) -> reindexd::migration::IndexState {
+    eventually_value(
+        &format!("the copy of {name} ended"),
+        deadline,
+        || async move {
+            let state = m.load(name).await.map_err(|e| e.to_string())?.state;
+            match state.phase.name() {
+                "copying" => Err(format!("{:?}", state.phase.copy())),
+                _ => Ok(state),
+            }
+        },
+    )
+    .await
+}
+
 /// `n` small documents as NDJSON `index` actions into `index`.
 pub fn ndjson_docs(index: &str, ids: impl IntoIterator<Item = u64>) -> bytes::Bytes {
     let mut body = String::new();
