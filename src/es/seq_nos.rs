@@ -41,15 +41,21 @@ impl EsClient {
             .send_json(Method::Get, &path, &[("level", "shards")], None)
             .await?;
         let call = || format!("GET {path}");
+        // An index whose shards have not started yet (just created) has no
+        // statistics: unavailable for now, like a shard without a primary.
+        let unavailable = |why: String| EsError::Status {
+            call: call(),
+            status: 503,
+            error_type: Some("no_shard_available_action_exception".into()),
+            reason: why,
+        };
         let shards = stats
             .indices
             .into_values()
             .next()
-            .ok_or_else(|| EsError::Decode {
-                call: call(),
-                detail: format!("no statistics for {index}"),
-            })?
-            .shards;
+            .map(|i| i.shards)
+            .filter(|shards| !shards.is_empty())
+            .ok_or_else(|| unavailable(format!("no started shard of {index} yet")))?;
         let mut seq_nos = vec![None; shards.len()];
         for (number, copies) in shards {
             let n: usize = number.parse().map_err(|_| EsError::Decode {
@@ -67,12 +73,7 @@ impl EsClient {
             .map(|(n, s)| {
                 // A primary being promoted or recovered: unavailable for
                 // now, as the engine itself would say of a search.
-                s.ok_or_else(|| EsError::Status {
-                    call: call(),
-                    status: 503,
-                    error_type: Some("no_shard_available_action_exception".into()),
-                    reason: format!("shard {n} of {index} has no started primary"),
-                })
+                s.ok_or_else(|| unavailable(format!("shard {n} of {index} has no started primary")))
             })
             .collect()
     }

@@ -260,6 +260,11 @@ impl Migrator {
                 Vec::new(),
             ));
         }
+        // An index just made (auto-created by a stray write after the
+        // generation was deleted) reports sequence numbers once its
+        // primaries have started.
+        es.wait_for_index(new, std::time::Duration::from_secs(30))
+            .await?;
         let slices = es.primary_shards(new).await?;
         let seq_before = es.max_seq_nos(new).await?;
         es.refresh(new).await?;
