@@ -71,8 +71,10 @@ impl CopyError {
 /// No answer, busy, a server error, or a read context or shard that moved
 /// or expired (a new run reopens it): worth another run.
 fn transient_cluster_error(e: &EsError) -> bool {
-    const MOVING: [&str; 5] = [
+    const MOVING: [&str; 6] = [
         "search_context_missing_exception",
+        // Elasticsearch 8.19+: the point in time names a node that left.
+        "search_context_missing_nodes_exception",
         "no_shard_available_action_exception",
         "unavailable_shards_exception",
         "shard_not_found_exception",
@@ -109,6 +111,7 @@ mod tests {
             (500, "exception"),
             (503, "unavailable_shards_exception"),
             (404, "search_context_missing_exception"),
+            (404, "search_context_missing_nodes_exception"),
             (404, "search_phase_execution_exception"),
         ] {
             assert!(status(code, ty).is_transient(), "{code} {ty}");
