@@ -105,7 +105,7 @@ async fn status_line(migrator: &Migrator, jobs: &Jobs) -> String {
     for index in &migrator.config().indexes {
         let live = |state: &IndexState| jobs.live(state);
         let view = migrator
-            .view_with(&index.name, live, ClusterLook::BestEffort)
+            .view_with(&index.name, live, ClusterLook::Skip)
             .await;
         let part = match view {
             Err(e) if e.is_unavailable() => return "cluster unavailable".into(),

@@ -64,12 +64,14 @@ pub struct PlanEntry {
 }
 
 /// Whether a view must include what the cluster says now (drift,
-/// writes to the old generation), or may do without when the look fails
-/// (metrics and systemd's status line keep going on a flaky cluster).
+/// writes to the old generation), may do without when the look fails
+/// (metrics keep going on a flaky cluster), or needs none of it (systemd's
+/// status line shows phase and progress only, every few seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterLook {
     Required,
     BestEffort,
+    Skip,
 }
 
 impl Migrator {
@@ -92,6 +94,9 @@ impl Migrator {
         self.index_config(name)?;
         let Some(stored) = self.store().get(name).await? else {
             let mut view = IndexView::uninitialized(name);
+            if look == ClusterLook::Skip {
+                return Ok(view);
+            }
             view.drift = match self.missing_state(name).await {
                 Err(e) if look == ClusterLook::Required => return Err(e),
                 found => found.unwrap_or(None),
@@ -99,6 +104,9 @@ impl Migrator {
             return Ok(view);
         };
         let mut view = IndexView::new(&stored.state, live(&stored.state), self.now());
+        if look == ClusterLook::Skip {
+            return Ok(view);
+        }
         match self.observe(&stored.state, &mut view).await {
             Err(e) if look == ClusterLook::Required => Err(e),
             // A failed look leaves the stored numbers.
