@@ -19,7 +19,7 @@ use super::reader::{read_slice, ReadSpec, SlicePage};
 use super::stats::CopyStats;
 use super::writer::{send_batch, RetryPolicy};
 use crate::config::{CopyConfig, Tuning};
-use crate::es::{EsClient, Slice};
+use crate::es::{EsClient, EsError, Slice};
 use crate::migration::DocFailure;
 
 /// What one pipeline run copies.
@@ -39,6 +39,64 @@ pub async fn run_pipeline(
     tuning: watch::Receiver<Tuning>,
     cancel: CancellationToken,
 ) -> Result<(), CopyError> {
+    let (mut readers, mut pages) = spawn_readers(&spec, &stats, &cancel);
+    let mut dispatch = Dispatch::new(&spec, &stats, &tuning, &cancel);
+    let _retune = AbortOnDropHandle::new(tokio::spawn(follow_max_concurrency(
+        tuning,
+        dispatch.concurrency.clone(),
+    )));
+    let mut batcher = Batcher::new(&spec.target, spec.config.batch_bytes);
+    loop {
+        batcher.set_max_docs(max_docs_per_batch(control.borrow().requests_per_second));
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(CopyError::Cancelled),
+            Some(joined) = readers.join_next(), if !readers.is_empty() => reader_ended(joined)?,
+            Some(joined) = dispatch.writers.join_next(), if !dispatch.writers.is_empty() => {
+                writer_ended(joined)?
+            }
+            page = pages.recv() => {
+                let Some(page) = page else { break };
+                for batch in batch_page(&mut batcher, &stats, page) {
+                    dispatch.send(batch, &mut control).await?;
+                }
+            }
+        }
+    }
+    if let Some(batch) = batcher.flush() {
+        dispatch.send(batch, &mut control).await?;
+    }
+    while let Some(joined) = readers.join_next().await {
+        reader_ended(joined)?;
+    }
+    while let Some(joined) = dispatch.writers.join_next().await {
+        writer_ended(joined)?;
+    }
+    if cancel.is_cancelled() {
+        return Err(CopyError::Cancelled);
+    }
+    Ok(())
+}
+
+type Joined = Result<Result<(), CopyError>, tokio::task::JoinError>;
+
+fn reader_ended(
+    joined: Result<Result<(), EsError>, tokio::task::JoinError>,
+) -> Result<(), CopyError> {
+    joined.map_err(|e| CopyError::fatal(format!("slice reader crashed: {e}")))??;
+    Ok(())
+}
+
+fn writer_ended(joined: Joined) -> Result<(), CopyError> {
+    joined.map_err(|e| CopyError::fatal(format!("bulk writer crashed: {e}")))?
+}
+
+/// One reader task per slice not yet done, all feeding one bounded channel
+/// (two pages per slice: the backpressure that reaches the readers).
+fn spawn_readers(
+    spec: &PipelineSpec,
+    stats: &Arc<CopyStats>,
+    cancel: &CancellationToken,
+) -> (JoinSet<Result<(), EsError>>, mpsc::Receiver<SlicePage>) {
     let slices: Vec<Slice> = (0..stats.slice_max)
         .filter(|id| !stats.slice(*id).is_done())
         .map(|id| Slice {
@@ -46,7 +104,7 @@ pub async fn run_pipeline(
             max: stats.slice_max,
         })
         .collect();
-    let (tx, mut rx) = mpsc::channel::<SlicePage>(slices.len().max(1) * 2);
+    let (tx, rx) = mpsc::channel::<SlicePage>(slices.len().max(1) * 2);
     let mut readers = JoinSet::new();
     for slice in slices {
         let after = stats.slice(slice.id).resume_after();
@@ -63,66 +121,33 @@ pub async fn run_pipeline(
             .instrument(span),
         );
     }
-    drop(tx);
+    (readers, rx)
+}
 
-    let mut dispatch = Dispatch {
-        es: spec.read.es.clone(),
-        retry: Arc::new(spec.retry),
-        stats: stats.clone(),
-        concurrency: Arc::new(Concurrency::new(
-            2,
-            tuning.borrow().max_concurrency as usize,
-            stats.telemetry.concurrency.clone(),
-        )),
-        writers: JoinSet::new(),
-        pacer: Pacer::new(),
-        cancel: cancel.clone(),
-    };
-    let _retune = AbortOnDropHandle::new(tokio::spawn(follow_max_concurrency(
-        tuning,
-        dispatch.concurrency.clone(),
-    )));
-    let mut batcher = Batcher::new(&spec.target, spec.config.batch_bytes);
-    loop {
-        batcher.set_max_docs(max_docs_per_batch(control.borrow().requests_per_second));
-        tokio::select! {
-            _ = cancel.cancelled() => return Err(CopyError::Cancelled),
-            Some(joined) = readers.join_next(), if !readers.is_empty() => {
-                joined.map_err(|e| CopyError::fatal(format!("slice reader crashed: {e}")))??;
-            }
-            Some(joined) = dispatch.writers.join_next(), if !dispatch.writers.is_empty() => {
-                joined.map_err(|e| CopyError::fatal(format!("bulk writer crashed: {e}")))??;
-            }
-            page = rx.recv() => {
-                let Some(page) = page else { break };
-                stats.slice(page.slice).begin_page(page.seq, page.hits.len(), page.last_sort.clone());
-                for hit in &page.hits {
-                    match batcher.push(page.slice, page.seq, hit) {
-                        Ok(Some(batch)) => dispatch.send(batch, &mut control).await?,
-                        Ok(None) => {}
-                        Err(uncopyable) => stats.record_failure(uncopyable.slice, uncopyable.page, DocFailure {
-                            id: uncopyable.id,
-                            status: 0,
-                            reason: "the source stores no _source for this document".into(),
-                        }),
-                    }
-                }
-            }
+/// Records `page` as begun and hands its documents to the batcher; returns
+/// the batches they closed. A document without `_source` cannot be copied:
+/// it is a recorded failure, never a silent gap.
+fn batch_page(batcher: &mut Batcher, stats: &CopyStats, page: SlicePage) -> Vec<Batch> {
+    stats
+        .slice(page.slice)
+        .begin_page(page.seq, page.hits.len(), page.last_sort.clone());
+    let mut closed = Vec::new();
+    for hit in &page.hits {
+        match batcher.push(page.slice, page.seq, hit) {
+            Ok(Some(batch)) => closed.push(batch),
+            Ok(None) => {}
+            Err(uncopyable) => stats.record_failure(
+                uncopyable.slice,
+                uncopyable.page,
+                DocFailure {
+                    id: uncopyable.id,
+                    status: 0,
+                    reason: "the source stores no _source for this document".into(),
+                },
+            ),
         }
     }
-    if let Some(batch) = batcher.flush() {
-        dispatch.send(batch, &mut control).await?;
-    }
-    while let Some(joined) = readers.join_next().await {
-        joined.map_err(|e| CopyError::fatal(format!("slice reader crashed: {e}")))??;
-    }
-    while let Some(joined) = dispatch.writers.join_next().await {
-        joined.map_err(|e| CopyError::fatal(format!("bulk writer crashed: {e}")))??;
-    }
-    if cancel.is_cancelled() {
-        return Err(CopyError::Cancelled);
-    }
-    Ok(())
+    closed
 }
 
 /// Applies a reloaded `copy.max_concurrency` to the running copy.
@@ -148,6 +173,27 @@ struct Dispatch {
 }
 
 impl Dispatch {
+    fn new(
+        spec: &PipelineSpec,
+        stats: &Arc<CopyStats>,
+        tuning: &watch::Receiver<Tuning>,
+        cancel: &CancellationToken,
+    ) -> Dispatch {
+        Dispatch {
+            es: spec.read.es.clone(),
+            retry: Arc::new(spec.retry.clone()),
+            stats: stats.clone(),
+            concurrency: Arc::new(Concurrency::new(
+                2,
+                tuning.borrow().max_concurrency as usize,
+                stats.telemetry.concurrency.clone(),
+            )),
+            writers: JoinSet::new(),
+            pacer: Pacer::new(),
+            cancel: cancel.clone(),
+        }
+    }
+
     async fn send(
         &mut self,
         batch: Batch,
@@ -167,7 +213,7 @@ impl Dispatch {
         };
         // Surface a failed writer before starting more work.
         while let Some(joined) = self.writers.try_join_next() {
-            joined.map_err(|e| CopyError::fatal(format!("bulk writer crashed: {e}")))??;
+            writer_ended(joined)?;
         }
         let (es, stats, retry, cancel) = (
             self.es.clone(),

@@ -42,47 +42,8 @@ pub async fn plan_read(
     config: &CopyConfig,
 ) -> Result<ReadPlan, EsError> {
     let info = es.info().await?;
-    let sort = sort_for(&info);
     if !copy.slices.is_empty() {
-        let Some(id) = copy.pit.clone() else {
-            return Ok(ReadPlan {
-                mode: ReadMode::Scroll,
-                exact: false,
-                pit: None,
-                source_seq_nos: Some(es.max_seq_nos(source).await?),
-            });
-        };
-        let pit = PitId {
-            engine: info.engine,
-            id,
-        };
-        match es
-            .pit_page(&pit, None, &sort, 0, None, config.scroll_keep_alive)
-            .await
-        {
-            Ok(_) => {
-                return Ok(ReadPlan {
-                    pit: Some(pit.id.clone()),
-                    mode: ReadMode::Pit { pit, sort },
-                    exact: true,
-                    source_seq_nos: None,
-                });
-            }
-            // Any refusal but "busy": contexts expired, or lost with a node
-            // that left (5xx, partial pages); a new point in time finds
-            // every shard where it is now.
-            Err(e) if e.status().is_some_and(|s| s != 429) => {
-                info!(error = %e, "the copy's point in time is gone; unfinished slices start over");
-            }
-            Err(e) => return Err(e),
-        }
-        let (pit, seq_nos) = open_snapshot(es, &info, source, config).await?;
-        return Ok(ReadPlan {
-            pit: Some(pit.id.clone()),
-            mode: ReadMode::Pit { pit, sort },
-            exact: false,
-            source_seq_nos: Some(seq_nos),
-        });
+        return plan_resume(es, &info, source, copy, config).await;
     }
     let shards = es.primary_shards(source).await?;
     let pit_mode = info.supports_pit()
@@ -94,17 +55,73 @@ pub async fn plan_read(
     copy.slices = plan_slices(count);
     if !pit_mode {
         // The scrolls open later: numbers read now can only over-count.
-        return Ok(ReadPlan {
-            mode: ReadMode::Scroll,
-            exact: false,
-            pit: None,
-            source_seq_nos: Some(es.max_seq_nos(source).await?),
-        });
+        return scroll_plan(es, source).await;
     }
-    let (pit, seq_nos) = open_snapshot(es, &info, source, config).await?;
+    new_pit_plan(es, &info, source, config).await
+}
+
+/// A later run: the slices stay; their cursors hold only while the last
+/// run's point in time is still open.
+async fn plan_resume(
+    es: &EsClient,
+    info: &ServerInfo,
+    source: &str,
+    copy: &CopyProgress,
+    config: &CopyConfig,
+) -> Result<ReadPlan, EsError> {
+    let Some(id) = copy.pit.clone() else {
+        return scroll_plan(es, source).await;
+    };
+    let pit = PitId {
+        engine: info.engine,
+        id,
+    };
+    let sort = sort_for(info);
+    match es
+        .pit_page(&pit, None, &sort, 0, None, config.scroll_keep_alive)
+        .await
+    {
+        Ok(_) => Ok(ReadPlan {
+            pit: Some(pit.id.clone()),
+            mode: ReadMode::Pit { pit, sort },
+            exact: true,
+            source_seq_nos: None,
+        }),
+        // Any refusal but "busy": contexts expired, or lost with a node
+        // that left (5xx, partial pages); a new point in time finds
+        // every shard where it is now.
+        Err(e) if e.status().is_some_and(|s| s != 429) => {
+            info!(error = %e, "the copy's point in time is gone; unfinished slices start over");
+            new_pit_plan(es, info, source, config).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Sliced scrolls: unfinished slices start over.
+async fn scroll_plan(es: &EsClient, source: &str) -> Result<ReadPlan, EsError> {
+    Ok(ReadPlan {
+        mode: ReadMode::Scroll,
+        exact: false,
+        pit: None,
+        source_seq_nos: Some(es.max_seq_nos(source).await?),
+    })
+}
+
+/// A new point in time: unfinished slices start over within it.
+async fn new_pit_plan(
+    es: &EsClient,
+    info: &ServerInfo,
+    source: &str,
+    config: &CopyConfig,
+) -> Result<ReadPlan, EsError> {
+    let (pit, seq_nos) = open_snapshot(es, info, source, config).await?;
     Ok(ReadPlan {
         pit: Some(pit.id.clone()),
-        mode: ReadMode::Pit { pit, sort },
+        mode: ReadMode::Pit {
+            pit,
+            sort: sort_for(info),
+        },
         exact: false,
         source_seq_nos: Some(seq_nos),
     })

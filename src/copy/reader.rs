@@ -79,44 +79,7 @@ pub async fn read_slice(
         first: true,
     };
     let counters = stats.slice(slice.id);
-    let mut seq = 0;
-    let result = async {
-        loop {
-            let page = reader.next_page().await?;
-            if reader.first {
-                reader.first = false;
-                if let Some(total) = page.total {
-                    counters.total.store(total, Relaxed);
-                }
-            }
-            if page.hits.is_empty() {
-                return Ok(true);
-            }
-            let last_sort = match &spec.mode {
-                ReadMode::Pit { .. } => page
-                    .hits
-                    .last()
-                    .and_then(|h| h.sort.as_deref())
-                    .map(parse_sort)
-                    .transpose()?,
-                ReadMode::Scroll => None,
-            };
-            reader.after = last_sort.clone();
-            counters.read.fetch_add(page.hits.len() as u64, Relaxed);
-            let page = SlicePage {
-                slice: slice.id,
-                seq,
-                hits: page.hits,
-                last_sort,
-            };
-            seq += 1;
-            tokio::select! {
-                sent = pages.send(page) => if sent.is_err() { return Ok(false) },
-                _ = cancel.cancelled() => return Ok(false),
-            }
-        }
-    }
-    .await;
+    let result = reader.pump(&pages, &stats, &cancel).await;
     if let Ok(true) = result {
         counters.read_done.store(true, Relaxed);
         debug!(
@@ -143,6 +106,51 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// Sends pages until the slice is read (`true`) or the pipeline stops
+    /// listening (`false`).
+    async fn pump(
+        &mut self,
+        pages: &mpsc::Sender<SlicePage>,
+        stats: &CopyStats,
+        cancel: &CancellationToken,
+    ) -> Result<bool, EsError> {
+        let counters = stats.slice(self.slice.id);
+        let mut seq = 0;
+        loop {
+            let page = self.next_page().await?;
+            if std::mem::take(&mut self.first) {
+                if let Some(total) = page.total {
+                    counters.total.store(total, Relaxed);
+                }
+            }
+            if page.hits.is_empty() {
+                return Ok(true);
+            }
+            let last_sort = match &self.spec.mode {
+                ReadMode::Pit { .. } => page
+                    .hits
+                    .last()
+                    .and_then(|h| h.sort.as_deref())
+                    .map(parse_sort)
+                    .transpose()?,
+                ReadMode::Scroll => None,
+            };
+            self.after = last_sort.clone();
+            counters.read.fetch_add(page.hits.len() as u64, Relaxed);
+            let page = SlicePage {
+                slice: self.slice.id,
+                seq,
+                hits: page.hits,
+                last_sort,
+            };
+            seq += 1;
+            tokio::select! {
+                sent = pages.send(page) => if sent.is_err() { return Ok(false) },
+                _ = cancel.cancelled() => return Ok(false),
+            }
+        }
+    }
+
     async fn next_page(&mut self) -> Result<Page, EsError> {
         let s = self.spec;
         match &s.mode {

@@ -50,15 +50,6 @@ impl AliasDefinition {
             is_hidden: props["is_hidden"].as_bool(),
         }
     }
-
-    /// The same link as [`EsClient::get_aliases`] reports it.
-    pub fn entry(&self) -> AliasEntry {
-        AliasEntry {
-            alias: self.alias.clone(),
-            index: self.index.clone(),
-            is_write_index: self.is_write_index,
-        }
-    }
 }
 
 /// One action of an `_aliases` request. The whole list is applied atomically

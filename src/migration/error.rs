@@ -3,9 +3,9 @@
 
 use crate::es::EsError;
 
+use super::finding::PreflightRefusal;
 use super::mapping::MappingError;
 use super::phase::IllegalTransition;
-use super::preflight::PreflightRefusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
@@ -99,6 +99,31 @@ impl MigrationError {
             // The state could not even be read back: the cluster is away.
             MigrationError::StateUnknown { .. } => true,
             _ => false,
+        }
+    }
+}
+
+/// A failed `_aliases` request, settled.
+#[derive(Debug)]
+pub enum AliasFailure {
+    /// The aliases are as they were.
+    NotApplied(EsError),
+    /// Neither as they were nor as asked: the caller keeps what it has and
+    /// reports the drift.
+    Unknown(EsError),
+}
+
+impl AliasFailure {
+    /// The error a caller of `name`'s alias change reports, once it has
+    /// done what a change that was not applied asks of it (put the state
+    /// back).
+    pub(super) fn into_error(self, name: &str) -> MigrationError {
+        match self {
+            AliasFailure::NotApplied(e) => e.into(),
+            AliasFailure::Unknown(e) => MigrationError::AliasesUnknown {
+                name: name.to_owned(),
+                source: Box::new(e),
+            },
         }
     }
 }

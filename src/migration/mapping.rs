@@ -7,6 +7,14 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+/// The target's settings reindexd sets for a copy (all but the replica
+/// count, which it keeps), set from the mapping file afterwards.
+pub const BULK_SETTING_KEYS: [&str; 3] = [
+    "index.refresh_interval",
+    "index.number_of_replicas",
+    "index.gc_deletes",
+];
+
 /// A mapping file, checked.
 #[derive(Debug, Clone)]
 pub struct MappingFile {

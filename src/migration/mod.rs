@@ -16,6 +16,7 @@ mod cleanup;
 mod clock;
 mod delta;
 mod error;
+mod finding;
 mod finish;
 mod init;
 mod inspect;
@@ -45,10 +46,10 @@ pub(crate) use phase::PhaseKind;
 pub use phase::{Action, IllegalTransition, IndexState, Phase};
 
 #[cfg(test)]
-pub(crate) use preflight::PreflightRefusal;
-pub use preflight::{Finding, Level};
+pub(crate) use finding::PreflightRefusal;
+pub use finding::{Finding, Level};
 pub use progress::{
-    CopyProgress, DocFailure, Lease, NotReady, SliceCheckpoint, StoredEngine, MAX_RECORDED_FAILURES,
+    CopyProgress, DocFailure, Lease, SliceCheckpoint, StoredEngine, MAX_RECORDED_FAILURES,
 };
 pub use repair::Repaired;
 pub(crate) use rollback::RollbackReport;

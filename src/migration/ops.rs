@@ -15,22 +15,13 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::clock::{Clock, SystemClock};
-use super::error::MigrationError;
+use super::error::{AliasFailure, MigrationError};
 use super::names::Names;
 use super::phase::{Action, IndexState};
 use super::progress::CopyProgress;
-use super::resolve::AliasFailure;
 use super::store::{StateStore, Stored};
 use crate::config::{Config, IndexConfig, Tuning};
 use crate::es::{AliasAction, AliasEntry, EsClient, EsError};
-
-/// The target's settings reindexd sets for a copy (all but the replica
-/// count, which it keeps), set from the mapping file afterwards.
-pub const BULK_SETTING_KEYS: [&str; 3] = [
-    "index.refresh_interval",
-    "index.number_of_replicas",
-    "index.gc_deletes",
-];
 
 /// Labels of the alias-change counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -4,11 +4,11 @@
 //! `status` must show from the cluster as it is: the drift between a state
 //! and its aliases, writes to the old generation by name.
 
-use super::error::MigrationError;
+use super::error::{AliasFailure, MigrationError};
 use super::ops::Migrator;
 use super::phase::IndexState;
 use super::view::IndexView;
-use crate::es::{AliasAction, AliasEntry, EsError};
+use crate::es::{AliasAction, AliasEntry};
 
 /// What the cluster's aliases say about an `_aliases` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,31 +51,6 @@ pub fn alias_outcome(
         AliasOutcome::NotApplied
     } else {
         AliasOutcome::Unknown
-    }
-}
-
-/// A failed `_aliases` request, settled.
-#[derive(Debug)]
-pub enum AliasFailure {
-    /// The aliases are as they were.
-    NotApplied(EsError),
-    /// Neither as they were nor as asked: the caller keeps what it has and
-    /// reports the drift.
-    Unknown(EsError),
-}
-
-impl AliasFailure {
-    /// The error a caller of `name`'s alias change reports, once it has
-    /// done what a change that was not applied asks of it (put the state
-    /// back).
-    pub(super) fn into_error(self, name: &str) -> MigrationError {
-        match self {
-            AliasFailure::NotApplied(e) => e.into(),
-            AliasFailure::Unknown(e) => MigrationError::AliasesUnknown {
-                name: name.to_owned(),
-                source: Box::new(e),
-            },
-        }
     }
 }
 

@@ -7,12 +7,11 @@ use std::collections::HashSet;
 use serde_json::{json, Map, Value};
 use tracing::{info, warn};
 
-use super::error::MigrationError;
-use super::mapping::MappingFile;
-use super::ops::{add, remove, Migrator, BULK_SETTING_KEYS};
+use super::error::{AliasFailure, MigrationError};
+use super::mapping::{MappingFile, BULK_SETTING_KEYS};
+use super::ops::{add, remove, Migrator};
 use super::phase::{Action, IllegalTransition, IndexState, Phase};
 use super::progress::CopyProgress;
-use super::resolve::AliasFailure;
 
 impl Migrator {
     /// Stage 1: creates the next generation from the mapping file with

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::{glob, Finding, Ism, Level, Observed};
 use crate::es::{IndexTemplate, LegacyTemplate};
 use crate::migration::mapping::MappingFile;
-use crate::migration::ops::BULK_SETTING_KEYS;
+use crate::migration::mapping::BULK_SETTING_KEYS;
 
 /// Settings an engine puts into every simulated index by itself.
 const ENGINE_SETTINGS: [&str; 1] = ["index.routing.allocation.include._tier_preference"];
