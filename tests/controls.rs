@@ -4,21 +4,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Daemon, Env, MAPPING_V2};
-use reindexd::copy::{drive, Control, CopyHandle, CopyStats, RunState};
-use reindexd::migration::{Action, CopyProgress};
-
-fn done(stats: &CopyStats) -> u64 {
-    let mut c = CopyProgress::new(
-        reindexd::migration::StoredEngine::Client,
-        0,
-        chrono::Utc::now(),
-    );
-    stats.apply(&mut c);
-    c.done()
-}
+use reindexd::copy::{drive, Control, CopyHandle, RunState};
+use reindexd::migration::Action;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_documents_are_recorded_and_the_rest_copied() {
@@ -94,76 +84,93 @@ async fn refused_documents_are_recorded_and_the_rest_copied() {
     env.cleanup().await;
 }
 
+/// The throttle, pause and resume by their outcomes; the timing of pacing
+/// and pause is `copy::control`'s scenario table, on a virtual clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throttle_holds_the_rate_and_pause_stops_the_copy() {
+async fn a_throttled_copy_is_exact_and_pause_stops_it() {
     let env = Env::new("throttle", &["kb"], "[copy]\npage_size = 200").await;
     let m = &env.migrator;
     m.init("kb").await.unwrap();
-    env.load_docs("kb", 9_000).await;
+    let total = 3_000;
+    env.load_docs("kb", total).await;
     env.set_mapping("kb", MAPPING_V2);
-    m.reindex("kb").await.unwrap();
+    let reindexed = m.reindex("kb").await.unwrap();
+    let (source, target) = (
+        reindexed.phase.read_index().to_owned(),
+        reindexed.phase.write_index().to_owned(),
+    );
+    // At 400 documents a second a batch holds at most 100 documents.
     let rate = 400.0;
-    m.update_copy("kb", Action::Throttle, |c| {
-        c.requests_per_second = Some(rate)
-    })
-    .await
-    .unwrap();
+    let most_per_batch = 100;
+    env.throttle("kb", rate).await;
     let handle = Arc::new(common::detached_handle("kb"));
     let copy = {
         let (m, handle) = (m.clone(), handle.clone());
         tokio::spawn(async move { drive(&m, "kb", "throttle-test", &handle).await })
     };
-    let stats = common::eventually_value("the copy started", Duration::from_secs(60), || async {
-        match handle.stats() {
-            Some(s) if done(&s) > 0 => Ok(s),
-            _ => Err("no document done yet".into()),
-        }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (t0, n0) = (Instant::now(), done(&stats));
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let observed = (done(&stats) - n0) as f64 / t0.elapsed().as_secs_f64();
-    eprintln!("throttled to {rate}/s, observed {observed:.0}/s");
-    assert!(
-        observed <= rate * 1.2,
-        "observed {observed:.0} docs/s over 10 s, throttle {rate}"
-    );
-    assert!(
-        observed >= rate * 0.5,
-        "the throttled copy barely ran: {observed:.0} docs/s"
-    );
+    common::wait_for_progress(&handle, 1).await;
+    // The run took the stored throttle.
+    assert_eq!(handle.control().requests_per_second, Some(rate));
 
+    // Paused: the requests in flight finish, then nothing moves. Wait
+    // until ten reads in a row, 100 ms apart, see the same count.
     set_control(m, &handle, true, Some(rate)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // requests in flight finish
-    let paused_at = done(&stats);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        done(&stats),
-        paused_at,
-        "documents were copied while paused"
+    assert_eq!(handle.run_state(), RunState::Paused);
+    let mut seen = (u64::MAX, 0);
+    let held = common::eventually_value(
+        "the paused copy stands still",
+        Duration::from_secs(30),
+        || {
+            let now = common::copied_so_far(&handle);
+            seen = (now, if now == seen.0 { seen.1 + 1 } else { 1 });
+            let still = if seen.1 >= 10 {
+                Ok(now)
+            } else {
+                Err(format!("{now} documents done, {} reads alike", seen.1))
+            };
+            async move { still }
+        },
+    )
+    .await;
+    assert!(
+        held < total && !copy.is_finished(),
+        "the copy ran on while paused: {held} of {total} documents done"
     );
     assert_eq!(handle.run_state(), RunState::Paused);
-    assert!(
-        m.load("kb")
-            .await
-            .unwrap()
-            .state
-            .phase
-            .copy()
-            .unwrap()
-            .paused
-    );
+    let stored = m.load("kb").await.unwrap().state;
+    let stored = stored.phase.copy().unwrap();
+    assert!(stored.paused);
+    assert_eq!(stored.requests_per_second, Some(rate));
 
-    set_control(m, &handle, false, None).await;
+    // Resumed, still throttled: the copy finishes.
+    set_control(m, &handle, false, Some(rate)).await;
     let state = tokio::time::timeout(Duration::from_secs(120), copy)
         .await
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(state.phase.name(), "ready");
-    assert_eq!(state.phase.copy().unwrap().copied, 9_000);
+    assert_eq!(state.phase.name(), "ready", "{:?}", state.phase);
+    let p = state.phase.copy().unwrap();
+    assert_eq!((p.total, p.copied, p.failed), (total, total, 0));
+    assert_eq!(p.requests_per_second, Some(rate));
+    assert!(!p.paused);
     assert_eq!(handle.run_state(), RunState::Done);
+    // The throttle shaped the batches: unthrottled, 3,000 small documents
+    // fit one 8 MiB bulk body.
+    let t = &handle.telemetry;
+    let requests = t.bulk_ok.get() + t.bulk_retried.get();
+    assert!(
+        requests >= total / most_per_batch,
+        "{requests} bulk requests for {total} documents at {rate}/s"
+    );
+    // An exact copy.
+    env.es.refresh(&target).await.unwrap();
+    let (old, new) = (
+        common::app::all_docs(&env.es, &source).await,
+        common::app::all_docs(&env.es, &target).await,
+    );
+    assert_eq!(old.len() as u64, total);
+    assert!(old == new, "the copy differs from its source");
     env.cleanup().await;
 }
 

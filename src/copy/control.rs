@@ -29,37 +29,91 @@ impl Control {
 /// The longest time one batch may book. The configuration refuses rates
 /// under one document a second, but the API and CLI throttle take any
 /// positive rate, and at a vanishing one a batch's share of time does not
-/// fit a `Duration`: the copy then waits this long (in effect paused, until
-/// the next throttle) instead of panicking.
+/// fit a `Duration`: the copy then waits up to this long (in effect
+/// paused, until the next throttle re-prices the share: see [`admit`])
+/// instead of panicking.
 const MAX_SHARE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Spaces out batches so that documents sent stay at or under the rate:
-/// before sending `n` documents, wait until the previous ones' share of
-/// time has passed.
-#[derive(Debug)]
+/// a batch may go once the previous one has had its share of time, that
+/// share priced at the rate in force when the next one asks. A throttle
+/// changed live therefore applies from the next batch on, whichever way
+/// it moved (a copy throttled to a crawl speeds up as soon as the rate is
+/// raised, instead of serving out the share booked at the crawl).
+#[derive(Debug, Default)]
 pub struct Pacer {
-    next_free: Instant,
+    /// When the last throttled batch went and how many documents it held;
+    /// `None` before the first one or after an unthrottled one (no debt).
+    last: Option<(Instant, usize)>,
+}
+
+fn positive(rate: Option<f64>) -> Option<f64> {
+    rate.filter(|r| *r > 0.0)
+}
+
+/// `docs` documents' share of time at `rate`, at most [`MAX_SHARE`].
+fn share(docs: usize, rate: f64) -> Duration {
+    Duration::try_from_secs_f64(docs as f64 / rate).map_or(MAX_SHARE, |d| d.min(MAX_SHARE))
 }
 
 impl Pacer {
     pub fn new() -> Self {
-        Pacer {
-            next_free: Instant::now(),
+        Pacer::default()
+    }
+
+    /// How long from `now` until the next batch may go at `rate`.
+    pub fn due(&self, rate: Option<f64>, now: Instant) -> Duration {
+        match (positive(rate), self.last) {
+            (Some(rate), Some((at, docs))) => {
+                (at + share(docs, rate)).saturating_duration_since(now)
+            }
+            _ => Duration::ZERO,
         }
     }
 
+    /// Records that `docs` documents go at `at` under `rate`.
+    pub fn book(&mut self, docs: usize, rate: Option<f64>, at: Instant) {
+        self.last = positive(rate).map(|_| (at, docs));
+    }
+
     /// How long to wait before sending `docs` documents at `rate`, and
-    /// books their time.
+    /// books them for the end of that wait.
     pub fn reserve(&mut self, docs: usize, rate: Option<f64>, now: Instant) -> Duration {
-        let Some(rate) = rate.filter(|r| *r > 0.0) else {
-            self.next_free = now;
-            return Duration::ZERO;
-        };
-        let start = self.next_free.max(now);
-        let share =
-            Duration::try_from_secs_f64(docs as f64 / rate).map_or(MAX_SHARE, |d| d.min(MAX_SHARE));
-        self.next_free = start + share;
-        start - now
+        let wait = self.due(rate, now);
+        self.book(docs, rate, now + wait);
+        wait
+    }
+}
+
+/// Waits until a batch of `docs` documents may go, and books it: the copy
+/// not paused, and the previous batch's share of time passed at the
+/// throttle in force. A pause, resume or throttle change during the wait
+/// is followed at once, never after a share booked under the old one.
+/// Returns `false` if the controls' sender is gone. Cancel-safe: nothing
+/// is booked until it returns `true`.
+///
+/// The client pipeline's dispatcher is meant to call this in place of
+/// [`wait_unpaused`] followed by [`Pacer::reserve`] and a sleep.
+#[cfg_attr(not(test), allow(dead_code))]
+pub async fn admit(pacer: &mut Pacer, docs: usize, control: &mut watch::Receiver<Control>) -> bool {
+    loop {
+        let Control {
+            paused,
+            requests_per_second: rate,
+        } = *control.borrow_and_update();
+        if !paused {
+            let wait = pacer.due(rate, Instant::now());
+            if wait.is_zero() {
+                pacer.book(docs, rate, Instant::now());
+                return true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => continue,
+                changed = control.changed() => if changed.is_err() { return false },
+            }
+        } else if control.changed().await.is_err() {
+            return false;
+        }
     }
 }
 
@@ -78,8 +132,47 @@ pub async fn wait_unpaused(control: &mut watch::Receiver<Control>) -> bool {
 }
 
 #[cfg(test)]
+#[path = "pacing_scenarios.rs"]
+mod pacing_scenarios;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_share_is_priced_at_the_rate_in_force_when_the_next_one_asks() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // (asked at ms, documents, rate, expected wait, whether the batch
+        // then goes: booked for the end of its wait).
+        let rows: [(u64, usize, Option<f64>, Duration, bool); 9] = [
+            (0, 25, Some(100.0), ms(0), true),
+            // The first batch's 25 documents take 250 ms at 100/s.
+            (0, 25, Some(100.0), ms(250), true),
+            // Throttled down: the batch booked at 250 ms now takes 500 ms.
+            (100, 25, Some(50.0), ms(650), true),
+            // Throttled up: the batch booked at 750 ms now takes 25 ms.
+            (750, 25, Some(1000.0), ms(25), true),
+            // Asked late: nothing owed.
+            (2000, 10, Some(100.0), ms(0), true),
+            // Unthrottled: no wait, and no debt carried over.
+            (2000, 1_000_000, None, ms(0), true),
+            (2000, 10, Some(100.0), ms(0), true),
+            // A crawl: the batch booked at 2000 ms would take a year (at
+            // most MAX_SHARE)...
+            (2000, 10, Some(1e-9), MAX_SHARE, false),
+            // ...until the next throttle re-prices it.
+            (2000, 10, Some(100.0), ms(100), true),
+        ];
+        let mut pacer = Pacer::new();
+        for (i, (at, docs, rate, wait, goes)) in rows.into_iter().enumerate() {
+            let now = t0 + ms(at);
+            assert_eq!(pacer.due(rate, now), wait, "row {i}");
+            if goes {
+                assert_eq!(pacer.reserve(docs, rate, now), wait, "row {i}");
+            }
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn pacing_keeps_the_rate() {
