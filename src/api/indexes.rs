@@ -11,7 +11,11 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::migration::{Action, ClusterLook, CopyProgress, IndexState, IndexView, WritesPolicy};
+use crate::config::bounds::check_rate;
+use crate::config::CopyEngine;
+use crate::migration::{
+    Action, ClusterLook, CopyProgress, IndexState, IndexView, Stage1Options, WritesPolicy,
+};
 
 /// Parses an optional JSON body; empty means `T::default()`.
 fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
@@ -60,6 +64,20 @@ async fn one_view(app: &AppState, name: &str) -> Result<IndexView, ApiError> {
 pub struct ReindexBody {
     /// Start throttled at this many documents per second.
     requests_per_second: Option<f64>,
+    /// `client`, `server` or `external` instead of the configured engine.
+    engine: Option<CopyEngine>,
+    /// An ingest pipeline instead of the configured one.
+    pipeline: Option<String>,
+}
+
+impl ReindexBody {
+    fn options(self) -> Stage1Options {
+        Stage1Options {
+            engine: self.engine,
+            pipeline: self.pipeline,
+            requests_per_second: self.requests_per_second,
+        }
+    }
 }
 
 pub async fn init(
@@ -78,23 +96,19 @@ pub async fn reindex(
     bytes: Bytes,
 ) -> Result<Json<IndexView>, ApiError> {
     let request: ReindexBody = body(&bytes)?;
-    let mut states = start(
-        &app,
-        std::slice::from_ref(&name),
-        request.requests_per_second,
-    )
-    .await?;
+    let mut states = start(&app, std::slice::from_ref(&name), &request.options()).await?;
     Ok(Json(view_of(&app, &states.remove(0))))
 }
 
-/// Stage 1 for all of `names` (all or nothing), then their copies.
+/// Stage 1 for all of `names` (all or nothing), then their copies (an
+/// external refill has none: the application fills it).
 async fn start(
     app: &AppState,
     names: &[String],
-    requests_per_second: Option<f64>,
+    options: &Stage1Options,
 ) -> Result<Vec<IndexState>, ApiError> {
-    let states = app.migrator.reindex_all(names, requests_per_second).await?;
-    for state in &states {
+    let states = app.migrator.reindex_all(names, options).await?;
+    for state in states.iter().filter(|s| s.phase.copying().is_some()) {
         app.jobs.start(&state.name);
     }
     Ok(states)
@@ -106,13 +120,22 @@ pub struct MegapackBody {
     indexes: Vec<String>,
     #[serde(default)]
     requests_per_second: Option<f64>,
+    #[serde(default)]
+    engine: Option<CopyEngine>,
+    #[serde(default)]
+    pipeline: Option<String>,
 }
 
 /// `POST /v1/reindex`: stage 1 for several logical indexes at once. All
 /// are checked first; if one cannot start, none is left changed.
 pub async fn megapack(State(app): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
     let request: MegapackBody = body(&bytes)?;
-    let started = start(&app, &request.indexes, request.requests_per_second).await?;
+    let options = Stage1Options {
+        engine: request.engine,
+        pipeline: request.pipeline,
+        requests_per_second: request.requests_per_second,
+    };
+    let started = start(&app, &request.indexes, &options).await?;
     let views: Vec<IndexView> = started.iter().map(|s| view_of(&app, s)).collect();
     Ok(Json(json!({ "indexes": views })))
 }
@@ -159,12 +182,7 @@ pub async fn throttle(
     }
     let request: ThrottleBody = body(&bytes)?;
     if let Some(r) = request.requests_per_second {
-        if !(r.is_finite() && r > 0.0) {
-            return Err(ApiError::bad_request(
-                "invalid_value",
-                format!("requests_per_second must be a positive number or null, found {r}"),
-            ));
-        }
+        check_rate(r).map_err(|e| ApiError::bad_request("invalid_value", e))?;
     }
     control(&app, &name, Action::Throttle, move |c| {
         c.requests_per_second = request.requests_per_second
@@ -191,6 +209,17 @@ pub async fn accept(
 ) -> Result<Json<IndexView>, ApiError> {
     body::<Empty>(&bytes)?;
     let state = app.migrator.accept(&name).await?;
+    Ok(Json(view_of(&app, &state)))
+}
+
+/// `POST /v1/indexes/{name}/filled`: the application's refill is done.
+pub async fn filled(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<IndexView>, ApiError> {
+    body::<Empty>(&bytes)?;
+    let state = app.migrator.filled(&name).await?;
     Ok(Json(view_of(&app, &state)))
 }
 

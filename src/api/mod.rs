@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/indexes/{name}/resume", post(indexes::resume))
         .route("/indexes/{name}/throttle", post(indexes::throttle))
         .route("/indexes/{name}/accept", post(indexes::accept))
+        .route("/indexes/{name}/filled", post(indexes::filled))
         .route("/indexes/{name}/flip", post(indexes::flip))
         .route("/indexes/{name}/rollback", post(indexes::rollback))
         .route("/indexes/{name}/repair", post(indexes::repair))

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Overrides, DEFAULT_PATH};
+use crate::config::bounds::check_rate;
+use crate::config::{Config, CopyEngine, Overrides, DEFAULT_PATH};
 use crate::logging::LogLevel;
 
 /// `println!` that returns a write error (a closed pipe) to the caller
@@ -41,7 +42,7 @@ mod serve;
 
 use crate::copy::{owner_id, CopyError, Jobs};
 use crate::es::{ConnectOptions, EsClient};
-use crate::migration::{Action, IndexView, Migrator, PhaseKind, WritesPolicy};
+use crate::migration::{Action, IndexView, Migrator, PhaseKind, Stage1Options, WritesPolicy};
 use output::{describe, rollback_report, status, watch_progress};
 use serve::{serve, stop_on_signal};
 
@@ -90,6 +91,8 @@ pub enum Command {
     Throttle(Throttle),
     /// Accept the recorded document failures of a copy, allowing `ready`.
     Accept(One),
+    /// The application's refill (engine external) is done: count and verify.
+    Filled(One),
     /// Stage 2: move the read alias to the new generation.
     Flip(One),
     /// Put read and write aliases back on the old generation.
@@ -163,6 +166,14 @@ pub struct Reindex {
     /// Start throttled at this many documents per second.
     #[arg(long)]
     pub requests_per_second: Option<f64>,
+    /// Fill with this engine instead of the configured one: client,
+    /// server, or external (the application refills; end with `filled`).
+    #[arg(long)]
+    pub engine: Option<CopyEngine>,
+    /// Run this ingest pipeline on every copied document instead of the
+    /// configured one.
+    #[arg(long)]
+    pub pipeline: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +288,16 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
             out!("{}: failures accepted; {}", o.name, state.phase.name());
             Ok(())
         }
+        Command::Filled(o) => {
+            let state = migrator.filled(&o.name).await?;
+            let view = IndexView::new(&state, None, chrono::Utc::now());
+            out!("{}", describe(&view));
+            if state.phase.kind() == PhaseKind::Ready {
+                Ok(())
+            } else {
+                Err(format!("{}: not ready", o.name).into())
+            }
+        }
         Command::Flip(o) => {
             let state = migrator.flip(&o.name).await?;
             out!(
@@ -338,8 +359,10 @@ fn parse_rate(text: &str) -> Result<Option<f64>, String> {
         return Ok(None);
     }
     match text.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(Some(r)),
-        _ => Err(format!("throttle rate must be a positive number of documents per second or \"off\", found {text:?}")),
+        Ok(r) => check_rate(r).map(Some),
+        Err(_) => Err(format!(
+            "throttle rate must be a number of documents per second or \"off\", found {text:?}"
+        )),
     }
 }
 
@@ -397,9 +420,12 @@ async fn plan(migrator: &Migrator, json: bool) -> CliResult {
 }
 
 async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
-    let states = migrator
-        .reindex_all(&r.names, r.requests_per_second)
-        .await?;
+    let options = Stage1Options {
+        engine: r.engine,
+        pipeline: r.pipeline.clone(),
+        requests_per_second: r.requests_per_second,
+    };
+    let states = migrator.reindex_all(&r.names, &options).await?;
     let mut started = Vec::new();
     for state in states {
         say!(
@@ -408,7 +434,16 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
             state.phase.write_index(),
             state.phase.read_index()
         );
-        started.push(state.name);
+        if state.phase.kind() == PhaseKind::Filling {
+            say!(
+                "{}: the application refills {} now; run `reindexd filled {}` when it is done",
+                state.name,
+                state.phase.write_index(),
+                state.name
+            );
+        } else {
+            started.push(state.name);
+        }
     }
     if r.detach {
         return Ok(());

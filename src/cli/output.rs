@@ -55,7 +55,11 @@ pub(super) async fn status(migrator: &Migrator, s: Status) -> CliResult {
                 out!("{}", describe(v));
             }
         }
-        if !s.watch || views.iter().all(|v| v.phase != PhaseKind::Copying) {
+        if !s.watch
+            || views
+                .iter()
+                .all(|v| !matches!(v.phase, PhaseKind::Copying | PhaseKind::Filling))
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

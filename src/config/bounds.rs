@@ -91,6 +91,20 @@ pub const SLICES: Limit<u32> = Limit {
 /// document a second a copy takes days; pausing is the way to stop one.
 pub const MIN_REQUESTS_PER_SECOND: f64 = 1.0;
 
+/// The one check of a throttle rate, wherever it comes from (the file, a
+/// request body, the command line): finite and at least
+/// [`MIN_REQUESTS_PER_SECOND`] (the pacer divides by it).
+pub fn check_rate(rate: f64) -> Result<f64, String> {
+    if rate.is_finite() && rate >= MIN_REQUESTS_PER_SECOND {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "expected a throttle of at least {MIN_REQUESTS_PER_SECOND} document per second \
+             (no throttle: leave it unset, or pause the copy), found {rate}"
+        ))
+    }
+}
+
 /// `copy.checkpoint_interval`. Every checkpoint is a compare-and-set write
 /// of the state document; a copy's lease lasts three intervals.
 pub const CHECKPOINT_INTERVAL: Limit<Duration> = Limit {

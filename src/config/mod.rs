@@ -160,6 +160,40 @@ impl Default for CopyConfig {
 pub enum CopyEngine {
     Client,
     Server,
+    /// The application refills the new generation; reindexd copies nothing.
+    External,
+}
+
+impl std::str::FromStr for CopyEngine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "client" => Ok(CopyEngine::Client),
+            "server" => Ok(CopyEngine::Server),
+            "external" => Ok(CopyEngine::External),
+            other => Err(format!(
+                "expected \"client\", \"server\" or \"external\", found {other:?}"
+            )),
+        }
+    }
+}
+
+/// Whether `name` can name an ingest pipeline here: 1-255 characters of
+/// letters, digits, `_`, `-` and `.` (safe in a URL as it is).
+pub fn check_pipeline(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a pipeline name reindexd accepts: 1-255 letters, digits, '_', '-' or '.'"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,6 +201,12 @@ pub struct IndexConfig {
     pub name: String,
     pub mapping: PathBuf,
     pub engine: CopyEngine,
+    /// The ingest pipeline the copy's writes run (`?pipeline=` on each
+    /// bulk request, `dest.pipeline` of a server copy).
+    pub pipeline: Option<String>,
+    /// External refill: how many documents the new generation may have
+    /// more or fewer than the old one when `filled` verifies it.
+    pub fill_tolerance: u64,
     /// Fields missing from the source's `_source` (its `includes` or
     /// `excludes`) that the operator accepts to lose in the copy; preflight
     /// refuses stage 1 while any lost field is not listed here.

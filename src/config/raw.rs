@@ -87,8 +87,14 @@ pub struct RawLog {
 pub struct RawIndex {
     pub name: Option<String>,
     pub mapping: Option<String>,
-    /// `client` (reindexd copies) or `server` (the cluster's `_reindex`).
+    /// `client` (reindexd copies), `server` (the cluster's `_reindex`) or
+    /// `external` (the application refills the new generation).
     pub engine: Option<String>,
+    /// An ingest pipeline the copy's writes run.
+    pub pipeline: Option<String>,
+    /// How far the new generation's count may differ from the old one's
+    /// when an external refill is declared done.
+    pub fill_tolerance: Option<i64>,
     /// Fields the source's `_source` filtering loses, accepted as lost.
     pub accept_lost_fields: Option<Vec<String>>,
 }

@@ -116,6 +116,7 @@ fn pipeline_spec(claim: &Claim<'_>, plan: &ReadPlan) -> PipelineSpec {
             keep_alive: config.copy.scroll_keep_alive,
         },
         target: claim.target.clone(),
+        pipeline: claim.pipeline.clone(),
         retry: RetryPolicy {
             min_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(30),

@@ -77,7 +77,9 @@ impl Pacer {
     }
 
     /// How long to wait before sending `docs` documents at `rate`, and
-    /// books them for the end of that wait.
+    /// books them for the end of that wait (what `admit` does, without
+    /// the waiting).
+    #[cfg(test)]
     pub fn reserve(&mut self, docs: usize, rate: Option<f64>, now: Instant) -> Duration {
         let wait = self.due(rate, now);
         self.book(docs, rate, now + wait);
@@ -91,10 +93,6 @@ impl Pacer {
 /// is followed at once, never after a share booked under the old one.
 /// Returns `false` if the controls' sender is gone. Cancel-safe: nothing
 /// is booked until it returns `true`.
-///
-/// The client pipeline's dispatcher is meant to call this in place of
-/// [`wait_unpaused`] followed by [`Pacer::reserve`] and a sleep.
-#[cfg_attr(not(test), allow(dead_code))]
 pub async fn admit(pacer: &mut Pacer, docs: usize, control: &mut watch::Receiver<Control>) -> bool {
     loop {
         let Control {
@@ -124,11 +122,6 @@ pub fn max_docs_per_batch(rate: Option<f64>) -> usize {
         Some(r) if r > 0.0 => ((r / 4.0).ceil() as usize).max(1),
         _ => usize::MAX,
     }
-}
-
-/// Waits while the copy is paused. Returns `false` if the sender is gone.
-pub async fn wait_unpaused(control: &mut watch::Receiver<Control>) -> bool {
-    control.wait_for(|c| !c.paused).await.is_ok()
 }
 
 #[cfg(test)]

@@ -81,6 +81,8 @@ impl Batch {
 #[derive(Debug)]
 pub struct Batcher {
     target: Arc<str>,
+    /// The ingest pipeline every action names, if any.
+    pipeline: Option<Arc<str>>,
     max_bytes: usize,
     /// Also cut at this many documents (small batches when throttled).
     max_docs: usize,
@@ -101,11 +103,18 @@ impl Batcher {
         let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         Batcher {
             target: Arc::from(target),
+            pipeline: None,
             max_bytes,
             max_docs: usize::MAX,
             body: BytesMut::with_capacity(max_bytes.min(64 << 20) + 4096),
             docs: Vec::new(),
         }
+    }
+
+    /// Every action runs the ingest pipeline `name`.
+    pub fn with_pipeline(mut self, name: Option<&str>) -> Self {
+        self.pipeline = name.map(Arc::from);
+        self
     }
 
     pub fn set_max_docs(&mut self, max_docs: usize) {
@@ -163,7 +172,12 @@ impl Batcher {
             b.extend_from_slice(b",\"routing\":");
             write_json_string(b, routing);
         }
-        b.extend_from_slice(b",\"version\":0,\"version_type\":\"external\"}}\n");
+        b.extend_from_slice(b",\"version\":0,\"version_type\":\"external\"");
+        if let Some(pipeline) = &self.pipeline {
+            b.extend_from_slice(b",\"pipeline\":");
+            write_json_string(b, pipeline);
+        }
+        b.extend_from_slice(b"}}\n");
     }
 }
 

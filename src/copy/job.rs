@@ -89,6 +89,14 @@ pub async fn run_once(
     let state = match copy.engine {
         StoredEngine::Client => client::run(&claim, handle, copy).await?,
         StoredEngine::Server => server::run(&claim, handle, copy).await?,
+        // Stage 1 of an external refill stores `filling`, which no claim
+        // takes; a hand-made state could still say otherwise.
+        StoredEngine::External => {
+            return Err(CopyError::stopped(
+                name,
+                "the application refills this index (engine external): reindexd copies nothing",
+            ))
+        }
     };
     match &state.phase {
         Phase::Failed { reason, .. } => {

@@ -42,6 +42,8 @@ pub(super) struct Claim<'a> {
     lease_for: Duration,
     pub source: String,
     pub target: String,
+    /// The ingest pipeline the copy's writes run (stage 1 chose it).
+    pub pipeline: Option<String>,
 }
 
 impl<'a> Claim<'a> {
@@ -54,7 +56,8 @@ impl<'a> Claim<'a> {
     ) -> Result<(Claim<'a>, CopyProgress), CopyError> {
         let lease_for = lease_duration(migrator.config().copy.checkpoint_interval);
         let stored = migrator.load(name).await?;
-        let (source, target, _) = copying(&stored, name, owner, migrator.now())?;
+        let (source, target, stored_copy) = copying(&stored, name, owner, migrator.now())?;
+        let pipeline = stored_copy.pipeline.clone();
         let claim = Claim {
             migrator,
             name,
@@ -62,6 +65,7 @@ impl<'a> Claim<'a> {
             lease_for,
             source: source.to_owned(),
             target: target.to_owned(),
+            pipeline,
         };
         let next = stored
             .state

@@ -37,6 +37,11 @@ pub fn classify(response: &BulkResponse, sent: usize) -> Result<Vec<ItemOutcome>
         .items
         .iter()
         .map(|item| match item.status {
+            // An ingest pipeline's `drop`: answered 200, written nowhere.
+            200 | 201 if item.result.as_deref() == Some("noop") => ItemOutcome::Failed {
+                status: item.status,
+                reason: "the ingest pipeline dropped this document (result noop): it is not in the new generation".into(),
+            },
             200 | 201 => ItemOutcome::Copied,
             409 => match item.error_reason.as_deref().and_then(current_version) {
                 Some(v) if v >= 1 => ItemOutcome::Superseded,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{info_span, Instrument};
 
-use super::control::{max_docs_per_batch, wait_unpaused, Control, Pacer};
+use super::control::{admit, max_docs_per_batch, Control, Pacer};
 use super::encode::{Batch, Batcher};
 use super::error::CopyError;
 use super::permits::Concurrency;
@@ -26,6 +26,8 @@ use crate::migration::DocFailure;
 pub struct PipelineSpec {
     pub read: ReadSpec,
     pub target: String,
+    /// The ingest pipeline every bulk action names, if any.
+    pub pipeline: Option<String>,
     pub config: CopyConfig,
     pub retry: RetryPolicy,
 }
@@ -45,7 +47,8 @@ pub async fn run_pipeline(
         tuning,
         dispatch.concurrency.clone(),
     )));
-    let mut batcher = Batcher::new(&spec.target, spec.config.batch_bytes);
+    let mut batcher =
+        Batcher::new(&spec.target, spec.config.batch_bytes).with_pipeline(spec.pipeline.as_deref());
     loop {
         batcher.set_max_docs(max_docs_per_batch(control.borrow().requests_per_second));
         tokio::select! {
@@ -199,16 +202,16 @@ impl Dispatch {
         batch: Batch,
         control: &mut watch::Receiver<Control>,
     ) -> Result<(), CopyError> {
+        // Paused, or paced by the throttle: a change of either while
+        // waiting counts at once.
         tokio::select! {
-            unpaused = wait_unpaused(control) => if !unpaused { return Err(CopyError::Cancelled) },
+            admitted = admit(&mut self.pacer, batch.len(), control) => {
+                if !admitted { return Err(CopyError::Cancelled) }
+            }
             _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
         }
-        let rate = control.borrow().requests_per_second;
-        let wait = self
-            .pacer
-            .reserve(batch.len(), rate, tokio::time::Instant::now());
         let permit = tokio::select! {
-            _ = tokio::time::sleep(wait) => self.concurrency.acquire().await,
+            permit = self.concurrency.acquire() => permit,
             _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
         };
         // Surface a failed writer before starting more work.

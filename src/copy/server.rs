@@ -105,12 +105,15 @@ async fn recorded_task(
 /// numbers before it) in a checkpoint.
 async fn start_task(claim: &Claim<'_>, handle: &CopyHandle) -> Result<String, CopyError> {
     let es = claim.migrator.es();
-    let body = json!({
+    let mut body = json!({
         "source": {"index": claim.source, "size": claim.migrator.config().copy.page_size},
         "dest": {"index": claim.target, "version_type": "external"},
         "conflicts": "proceed",
         "script": {"lang": "painless", "source": "ctx._version = 0"},
     });
+    if let Some(pipeline) = &claim.pipeline {
+        body["dest"]["pipeline"] = json!(pipeline);
+    }
     // Before the task's snapshot: can only over-count later writes.
     let seq_nos = es.max_seq_nos(&claim.source).await?;
     let id = es

@@ -26,6 +26,9 @@ pub struct BulkItem {
     /// `type` of the item's error, e.g. `version_conflict_engine_exception`.
     pub error_type: Option<String>,
     pub error_reason: Option<String>,
+    /// `created`, `updated`, `deleted`, `not_found` or `noop` (an ingest
+    /// pipeline dropped the document).
+    pub result: Option<String>,
 }
 
 /// Each item is `{"<action>": {...}}`; the action name is not needed.
@@ -41,6 +44,7 @@ struct ItemBody {
     id: Option<String>,
     status: u16,
     error: Option<ItemError>,
+    result: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -52,7 +56,12 @@ struct ItemError {
 
 impl From<ItemEnvelope> for BulkItem {
     fn from(envelope: ItemEnvelope) -> Self {
-        let ItemBody { id, status, error } = envelope.index;
+        let ItemBody {
+            id,
+            status,
+            error,
+            result,
+        } = envelope.index;
         let (error_type, error_reason) = match error {
             Some(e) => (e.ty, e.reason),
             None => (None, None),
@@ -62,13 +71,14 @@ impl From<ItemEnvelope> for BulkItem {
             status,
             error_type,
             error_reason,
+            result,
         }
     }
 }
 
 /// The parts of a bulk answer [`BulkResponse`] reads.
 const BULK_FILTER: &str =
-    "took,errors,items.*._id,items.*.status,items.*.error.type,items.*.error.reason";
+    "took,errors,items.*._id,items.*.status,items.*.result,items.*.error.type,items.*.error.reason";
 
 impl BulkResponse {
     pub fn parse(body: &[u8]) -> Result<BulkResponse, serde_json::Error> {

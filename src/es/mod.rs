@@ -19,6 +19,7 @@ mod docs;
 mod error;
 mod indices;
 mod info;
+mod ingest;
 mod inspect;
 mod keys;
 mod search;

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::error::MigrationError;
+use super::fill_plan::FillPlan;
 use super::mapping::MappingFile;
 use super::ops::Migrator;
 use super::phase::{IndexState, PhaseKind};
@@ -149,7 +150,10 @@ impl Migrator {
                 entry.live_sha256 = meta["reindexd"]["sha256"].as_str().map(str::to_owned);
                 if let (Ok(file), PhaseKind::Live) = (&mapping, stored.state.phase.kind()) {
                     let target = self.names(&index.name).generation(self.now());
-                    entry.findings = self.preflight(&index.name, &live, &target, file).await?;
+                    let plan = FillPlan::configured(index);
+                    entry.findings = self
+                        .preflight(&index.name, &live, &target, file, &plan)
+                        .await?;
                 }
                 entry.live_index = Some(live);
                 if entry.action != PlanAction::Error {

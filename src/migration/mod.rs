@@ -16,6 +16,8 @@ mod cleanup;
 mod clock;
 mod delta;
 mod error;
+mod fill;
+mod fill_plan;
 mod finding;
 mod finish;
 mod init;
@@ -37,6 +39,7 @@ mod view;
 pub use clock::{Clock, SystemClock};
 
 pub use error::MigrationError;
+pub use fill_plan::{FillPlan, Stage1Options};
 pub(crate) use inspect::ClusterLook;
 pub(crate) use mapping::MappingFile;
 pub use names::Names;

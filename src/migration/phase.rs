@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::progress::CopyProgress;
+use super::progress::{CopyProgress, StoredEngine};
 
 /// Where a logical index is in its lifecycle, with the indexes involved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,6 +18,14 @@ pub enum Phase {
     /// Stage 1 done: write alias on `target`, read alias on `source`; the
     /// copy runs.
     Copying {
+        source: String,
+        target: String,
+        copy: CopyProgress,
+    },
+    /// Stage 1 done for an external refill: write alias on `target`, read
+    /// alias on `source`; the application refills `target` from its own
+    /// source of truth until it declares it `filled`.
+    Filling {
         source: String,
         target: String,
         copy: CopyProgress,
@@ -54,6 +62,7 @@ pub enum PhaseKind {
     Uninitialized,
     Live,
     Copying,
+    Filling,
     Ready,
     Failed,
     Flipped,
@@ -61,10 +70,11 @@ pub enum PhaseKind {
 
 impl PhaseKind {
     /// Every phase, in lifecycle order.
-    pub const ALL: [PhaseKind; 6] = [
+    pub const ALL: [PhaseKind; 7] = [
         PhaseKind::Uninitialized,
         PhaseKind::Live,
         PhaseKind::Copying,
+        PhaseKind::Filling,
         PhaseKind::Ready,
         PhaseKind::Failed,
         PhaseKind::Flipped,
@@ -75,6 +85,7 @@ impl PhaseKind {
             PhaseKind::Uninitialized => "uninitialized",
             PhaseKind::Live => "live",
             PhaseKind::Copying => "copying",
+            PhaseKind::Filling => "filling",
             PhaseKind::Ready => "ready",
             PhaseKind::Failed => "failed",
             PhaseKind::Flipped => "flipped",
@@ -105,6 +116,7 @@ pub enum Action {
     Pause,
     Resume,
     Throttle,
+    Filled,
 }
 
 impl Action {
@@ -118,6 +130,7 @@ impl Action {
             Action::Pause => "pause",
             Action::Resume => "resume",
             Action::Throttle => "throttle",
+            Action::Filled => "declare filled",
         }
     }
 
@@ -126,12 +139,15 @@ impl Action {
         match self {
             Action::Reindex => "live",
             Action::Flip => "ready",
-            Action::Rollback => "copying, ready, failed or flipped",
+            Action::Rollback => "copying, filling, ready, failed or flipped",
             Action::Cleanup => "flipped (after retention), or live with abandoned generations",
             Action::Accept => {
                 "failed (with document failures), copying, or ready or flipped with writes to the old generation"
             }
-            Action::Pause | Action::Resume | Action::Throttle => "copying",
+            Action::Pause | Action::Resume | Action::Throttle => {
+                "copying (a client or server copy; an external refill is paced by the application)"
+            }
+            Action::Filled => "filling, or failed after a refill (to verify again)",
         }
     }
 }
@@ -165,6 +181,7 @@ impl Phase {
         match self {
             Phase::Live { .. } => PhaseKind::Live,
             Phase::Copying { .. } => PhaseKind::Copying,
+            Phase::Filling { .. } => PhaseKind::Filling,
             Phase::Ready { .. } => PhaseKind::Ready,
             Phase::Failed { .. } => PhaseKind::Failed,
             Phase::Flipped { .. } => PhaseKind::Flipped,
@@ -181,6 +198,7 @@ impl Phase {
         match self {
             Phase::Live { index } | Phase::Flipped { index, .. } => index,
             Phase::Copying { source, .. }
+            | Phase::Filling { source, .. }
             | Phase::Ready { source, .. }
             | Phase::Failed { source, .. } => source,
         }
@@ -191,6 +209,7 @@ impl Phase {
         match self {
             Phase::Live { index } | Phase::Flipped { index, .. } => index,
             Phase::Copying { target, .. }
+            | Phase::Filling { target, .. }
             | Phase::Ready { target, .. }
             | Phase::Failed { target, .. } => target,
         }
@@ -201,6 +220,7 @@ impl Phase {
         match self {
             Phase::Live { .. } => None,
             Phase::Copying { source, .. }
+            | Phase::Filling { source, .. }
             | Phase::Ready { source, .. }
             | Phase::Failed { source, .. } => Some(source),
             Phase::Flipped { previous, .. } => Some(previous),
@@ -223,6 +243,7 @@ impl Phase {
         match self {
             Phase::Live { .. } => None,
             Phase::Copying { copy, .. }
+            | Phase::Filling { copy, .. }
             | Phase::Ready { copy, .. }
             | Phase::Failed { copy, .. }
             | Phase::Flipped { copy, .. } => Some(copy),
@@ -260,7 +281,8 @@ impl IndexState {
         }
     }
 
-    /// Stage 1: `Live(A)` → `Copying(A → target)`.
+    /// Stage 1: `Live(A)` → `Copying(A → target)`, or `Filling` when the
+    /// application refills the target (the external engine).
     pub fn start_copy(
         &self,
         target: &str,
@@ -270,14 +292,56 @@ impl IndexState {
         let Phase::Live { index } = &self.phase else {
             return Err(self.illegal(Action::Reindex, None));
         };
-        Ok(self.with(
+        let (source, target) = (index.clone(), target.to_owned());
+        let phase = if copy.engine == StoredEngine::External {
+            Phase::Filling {
+                source,
+                target,
+                copy,
+            }
+        } else {
             Phase::Copying {
-                source: index.clone(),
-                target: target.to_owned(),
+                source,
+                target,
+                copy,
+            }
+        };
+        Ok(self.with(phase, now))
+    }
+
+    /// The application declared its refill done and it was counted:
+    /// `Filling` (or `Failed` after an earlier verification) → `Ready`
+    /// when the counts agree within the tolerance, `Failed` otherwise.
+    pub fn finish_fill(
+        &self,
+        copy: CopyProgress,
+        now: DateTime<Utc>,
+    ) -> Result<IndexState, IllegalTransition> {
+        let (source, target) = match &self.phase {
+            Phase::Filling { source, target, .. } => (source, target),
+            Phase::Failed {
+                source,
+                target,
+                copy: failed,
+                ..
+            } if failed.engine == StoredEngine::External => (source, target),
+            _ => return Err(self.illegal(Action::Filled, None)),
+        };
+        let (source, target) = (source.clone(), target.clone());
+        let phase = match copy.verdict() {
+            Ok(()) => Phase::Ready {
+                source,
+                target,
                 copy,
             },
-            now,
-        ))
+            Err(why) => Phase::Failed {
+                source,
+                target,
+                reason: why.to_string(),
+                copy,
+            },
+        };
+        Ok(self.with(phase, now))
     }
 
     /// Copy finished: `Copying` → `Ready` when every document is accounted
@@ -439,6 +503,7 @@ impl IndexState {
     pub fn rollback(&self, now: DateTime<Utc>) -> Result<IndexState, IllegalTransition> {
         let (old, new) = match &self.phase {
             Phase::Copying { source, target, .. }
+            | Phase::Filling { source, target, .. }
             | Phase::Ready { source, target, .. }
             | Phase::Failed { source, target, .. } => (source, target),
             Phase::Flipped {
@@ -507,6 +572,33 @@ impl IndexState {
             }
             _ => Err(self.illegal(Action::Cleanup, None)),
         }
+    }
+
+    /// Replaces the progress of an external refill (its snapshot of the
+    /// old generation).
+    pub fn update_fill(
+        &self,
+        f: impl FnOnce(&mut CopyProgress),
+        now: DateTime<Utc>,
+    ) -> Result<IndexState, IllegalTransition> {
+        let Phase::Filling {
+            source,
+            target,
+            copy,
+        } = &self.phase
+        else {
+            return Err(self.illegal(Action::Filled, None));
+        };
+        let mut copy = copy.clone();
+        f(&mut copy);
+        Ok(self.with(
+            Phase::Filling {
+                source: source.clone(),
+                target: target.clone(),
+                copy,
+            },
+            now,
+        ))
     }
 
     /// Replaces the progress of a running copy (checkpoints, pause, throttle).
@@ -598,7 +690,7 @@ mod tests {
             "cannot flip wiki: it is live; flip needs ready"
         );
         let err = live.rollback(t(1)).unwrap_err();
-        assert_eq!(err.to_string(), "cannot rollback wiki: it is live (nothing to roll back); rollback needs copying, ready, failed or flipped");
+        assert_eq!(err.to_string(), "cannot rollback wiki: it is live (nothing to roll back); rollback needs copying, filling, ready, failed or flipped");
         let copying = live
             .start_copy(
                 "b",

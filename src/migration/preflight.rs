@@ -10,6 +10,7 @@
 //! `plan` shows exactly the findings that stage 1 refuses on.
 
 mod engine;
+mod pipeline;
 mod privileges;
 mod source;
 mod templates;
@@ -17,6 +18,7 @@ mod templates;
 use tracing::warn;
 
 use super::error::MigrationError;
+use super::fill_plan::FillPlan;
 pub use super::finding::{Finding, Level, PreflightRefusal};
 use super::mapping::MappingFile;
 use super::names::Names;
@@ -42,6 +44,8 @@ pub(super) struct Observed {
     /// What the cluster offers the server engine; read only when the
     /// index is configured with `engine = "server"`.
     pub server_copy: Option<ServerCopySupport>,
+    /// The ingest pipelines the new generation's writes would run.
+    pub pipelines: pipeline::Pipelines,
 }
 
 /// The `ism_template`s of ISM policies, as far as they could be read.
@@ -64,10 +68,11 @@ impl Migrator {
         source: &str,
         target: &str,
         mapping: &MappingFile,
+        plan: &FillPlan,
     ) -> Result<Vec<Finding>, MigrationError> {
         let config = self.index_config(name)?;
         let accepted = &config.accept_lost_fields;
-        let server = config.engine == CopyEngine::Server;
+        let server = plan.engine == CopyEngine::Server;
         let names = self.names(name);
         let es = self.es();
         let state_index = &self.config().migration.state_index;
@@ -101,6 +106,7 @@ impl Migrator {
                 }
             },
         )?;
+        let pipelines = self.pipelines(plan, mapping).await?;
         let seen = Observed {
             source: source_def,
             resolved,
@@ -109,8 +115,38 @@ impl Migrator {
             legacy,
             ism,
             server_copy,
+            pipelines,
         };
         Ok(judge(&names, accepted, mapping, source, target, &seen))
+    }
+
+    /// Looks up the pipelines `plan` and the mapping file name.
+    async fn pipelines(
+        &self,
+        plan: &FillPlan,
+        mapping: &MappingFile,
+    ) -> Result<pipeline::Pipelines, MigrationError> {
+        let settings = mapping.flat_settings();
+        let mut seen = pipeline::Pipelines {
+            copy: plan.pipeline.clone(),
+            default: settings
+                .get("index.default_pipeline")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            ..Default::default()
+        };
+        for (name, by) in pipeline::wanted(plan.pipeline.as_deref(), &settings) {
+            let exists = match self.es().pipeline_exists(&name).await {
+                Ok(found) => Ok(found),
+                Err(e) if e.is_auth() => Err(e.to_string()),
+                Err(e) => return Err(e.into()),
+            };
+            seen.uses.push(pipeline::PipelineUse { name, by, exists });
+        }
+        if !seen.uses.is_empty() {
+            seen.ingest_nodes = self.es().ingest_nodes().await?;
+        }
+        Ok(seen)
     }
 
     /// Runs [`Migrator::preflight`]; refuses when any finding is a
@@ -121,8 +157,9 @@ impl Migrator {
         source: &str,
         target: &str,
         mapping: &MappingFile,
+        plan: &FillPlan,
     ) -> Result<(), MigrationError> {
-        let findings = self.preflight(name, source, target, mapping).await?;
+        let findings = self.preflight(name, source, target, mapping, plan).await?;
         let (refusals, rest): (Vec<Finding>, Vec<Finding>) =
             findings.into_iter().partition(|f| f.level == Level::Refuse);
         if !refusals.is_empty() {
@@ -172,6 +209,7 @@ pub(super) fn judge(
     findings.extend(aliases(names, &seen.source.aliases));
     findings.extend(templates::findings(target, file, seen));
     findings.extend(engine::server_copy(seen.server_copy.as_ref()));
+    findings.extend(pipeline::findings(&seen.pipelines));
     findings
 }
 

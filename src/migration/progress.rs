@@ -17,6 +17,8 @@ pub enum StoredEngine {
     Client,
     #[serde(rename = "server")]
     Server,
+    #[serde(rename = "external")]
+    External,
 }
 
 impl From<CopyEngine> for StoredEngine {
@@ -24,6 +26,7 @@ impl From<CopyEngine> for StoredEngine {
         match engine {
             CopyEngine::Client => StoredEngine::Client,
             CopyEngine::Server => StoredEngine::Server,
+            CopyEngine::External => StoredEngine::External,
         }
     }
 }
@@ -101,6 +104,13 @@ pub struct CopyProgress {
     /// the slices' `after` cursors resume exactly where they stopped.
     #[serde(default)]
     pub pit: Option<String>,
+    /// The ingest pipeline the copy's writes run, if any.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// External refill: how many documents the new generation may differ
+    /// from the old one by, as configured when `filled` counted them.
+    #[serde(default)]
+    pub fill_tolerance: u64,
 }
 
 /// One document the target refused.
@@ -163,6 +173,8 @@ impl CopyProgress {
             accepted_old_generation_writes: 0,
             last_error: None,
             pit: None,
+            pipeline: None,
+            fill_tolerance: 0,
         }
     }
 
@@ -186,7 +198,18 @@ impl CopyProgress {
         if self.finished_at.is_none() {
             return Err(NotReady::Unfinished);
         }
-        if self.done() != self.total {
+        if self.engine == StoredEngine::External {
+            // `total`: the old generation's documents, `copied`: the new
+            // one's, both counted when the application declared it filled.
+            let difference = self.copied.abs_diff(self.total);
+            if difference > self.fill_tolerance && !self.accept_failures {
+                return Err(NotReady::FillCountsDiffer {
+                    old: self.total,
+                    new: self.copied,
+                    tolerance: self.fill_tolerance,
+                });
+            }
+        } else if self.done() != self.total {
             return Err(NotReady::CountsDiffer {
                 copied: self.copied,
                 superseded: self.superseded,
@@ -235,6 +258,12 @@ pub enum NotReady {
          the new generation lacks them. Find the writer, then roll back, or accept the loss with `reindexd accept`"
     )]
     OldGenerationWrites { operations: u64 },
+    #[error(
+        "the refilled generation has {new} documents, the old one {old}: a difference of {} is more than fill_tolerance ({tolerance}); \
+         refill what is missing and run `reindexd filled` again, roll back, or accept the difference with `reindexd accept`",
+        old.abs_diff(*new)
+    )]
+    FillCountsDiffer { old: u64, new: u64, tolerance: u64 },
     /// `first` is "; first: ID (REASON)" when a failure was recorded.
     #[error(
         "{failed} documents failed{first}; fix the mapping and reindex again, or accept them with `reindexd accept`"

@@ -6,7 +6,7 @@
 
 use super::error::{AliasFailure, MigrationError};
 use super::ops::Migrator;
-use super::phase::IndexState;
+use super::phase::{IndexState, Phase};
 use super::view::IndexView;
 use crate::es::{AliasAction, AliasEntry};
 
@@ -101,6 +101,12 @@ impl Migrator {
         if let Some(old) = state.phase.old_generation() {
             let now = self.old_generation_writes(old, copy).await?;
             progress.old_generation_writes = progress.old_generation_writes.max(now);
+        }
+        if let Phase::Filling { source, target, .. } = &state.phase {
+            // The refill's progress: the new generation's count against
+            // the old one's, as searches see them now.
+            let (old, new) = tokio::try_join!(self.es().count(source), self.es().count(target))?;
+            progress.set_fill_counts(old, new);
         }
         Ok(())
     }

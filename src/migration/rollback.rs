@@ -107,13 +107,23 @@ impl Migrator {
         let old = next.phase.read_index().to_owned();
         let new = stored.state.phase.write_index().to_owned();
         let copy = stored.state.phase.copy().cloned();
-        if policy == WritesPolicy::Replay && stored.state.phase.kind() == PhaseKind::Copying {
-            return Err(illegal(
-                &stored.state,
-                "--replay waits for the copy to finish: only a finished copy tells which documents the \
-                 application deleted. Let it reach ready and roll back then, or roll back now with \
-                 --discard-writes",
-            ));
+        if policy == WritesPolicy::Replay {
+            let wait = match stored.state.phase.kind() {
+                PhaseKind::Copying => Some("the copy to finish: only a finished copy tells"),
+                PhaseKind::Filling => Some(
+                    "the refill to be declared filled (`reindexd filled`): only a finished refill tells",
+                ),
+                _ => None,
+            };
+            if let Some(wait) = wait {
+                return Err(illegal(
+                    &stored.state,
+                    &format!(
+                        "--replay waits for {wait} which documents the application deleted. \
+                         Let it reach ready and roll back then, or roll back now with --discard-writes"
+                    ),
+                ));
+            }
         }
         let look = self.delta(&old, &new, copy.as_ref()).await?;
         let (delta, unknown, seq_nos) = (&look.delta, look.unknown.clone(), &look.seq_nos);

@@ -4,10 +4,13 @@
 
 use std::collections::HashSet;
 
+use crate::config::CopyEngine;
+
 use serde_json::{json, Map, Value};
 use tracing::{info, warn};
 
 use super::error::{AliasFailure, MigrationError};
+use super::fill_plan::{FillPlan, Stage1Options};
 use super::mapping::{MappingFile, BULK_SETTING_KEYS};
 use super::ops::{add, remove, Migrator};
 use super::phase::{Action, IllegalTransition, IndexState, Phase};
@@ -18,6 +21,16 @@ impl Migrator {
     /// bulk-load settings and moves the write alias to it. The copy itself
     /// is run by the caller.
     pub async fn reindex(&self, name: &str) -> Result<IndexState, MigrationError> {
+        let plan = FillPlan::configured(self.index_config(name)?);
+        self.reindex_with(name, &plan).await
+    }
+
+    /// Stage 1 of `name`, filled as `plan` says.
+    pub async fn reindex_with(
+        &self,
+        name: &str,
+        plan: &FillPlan,
+    ) -> Result<IndexState, MigrationError> {
         let index_config = self.index_config(name)?;
         let mapping = MappingFile::load(&index_config.mapping)?;
         let stored = self.load(name).await?;
@@ -34,7 +47,7 @@ impl Migrator {
         let now = self.now();
         let names = self.names(name);
         let target = self.free_generation_name(&names, now, Some(source)).await?;
-        self.check_preflight(name, source, &target, &mapping)
+        self.check_preflight(name, source, &target, &mapping, plan)
             .await?;
 
         let copy_config = &self.config().copy;
@@ -50,26 +63,32 @@ impl Migrator {
             .collect();
         // Replicas stay as the file says: the new generation takes the
         // application's writes from this moment on, and an unreplicated one
-        // would lose them (and stop taking them) with any one node.
-        let bulk: Map<String, Value> = [
-            ("index.refresh_interval", json!("-1")),
-            (
-                "index.gc_deletes",
-                json!(format!("{}s", copy_config.gc_deletes.as_secs())),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        // would lose them (and stop taking them) with any one node. An
+        // external refill keeps the file's refresh interval: its progress
+        // is the new generation's count, which only refreshes show.
+        let external = plan.engine == CopyEngine::External;
+        let mut bulk = Map::new();
+        if !external {
+            bulk.insert("index.refresh_interval".into(), json!("-1"));
+        }
+        bulk.insert(
+            "index.gc_deletes".into(),
+            json!(format!("{}s", copy_config.gc_deletes.as_secs())),
+        );
         let token = fresh_token();
         let mut body = mapping.create_body(name, now, &bulk);
         body["mappings"]["_meta"]["reindexd"]["token"] = json!(token);
         self.create_own_generation(name, &target, &body, &token)
             .await?;
 
-        let mut copy = CopyProgress::new(index_config.engine.into(), 0, now);
+        let mut copy = CopyProgress::new(plan.engine.into(), 0, now);
         copy.saved_settings = saved;
-        copy.requests_per_second = self.tuning().requests_per_second;
+        copy.pipeline = plan.pipeline.clone();
+        if !external {
+            copy.requests_per_second = plan
+                .requests_per_second
+                .or(self.tuning().requests_per_second);
+        }
         copy.target_uuid = self.es().index_uuid(&target).await?;
         let next = stored.state.start_copy(&target, copy, now)?;
         let written = match self.store().replace(&stored, next).await {
@@ -101,7 +120,10 @@ impl Migrator {
             }
         }
         self.count_alias_change(name, "write");
-        info!(index = name, source = %source, target = %target, "stage 1: write alias moved to the new generation");
+        info!(index = name, source = %source, target = %target, engine = ?plan.engine, "stage 1: write alias moved to the new generation");
+        if external {
+            return Ok(self.fill_snapshot(name, written.state).await);
+        }
         Ok(written.state)
     }
 
@@ -187,7 +209,7 @@ impl Migrator {
     pub async fn reindex_all(
         &self,
         names: &[String],
-        requests_per_second: Option<f64>,
+        options: &Stage1Options,
     ) -> Result<Vec<IndexState>, MigrationError> {
         if names.is_empty() {
             return Err(MigrationError::Invalid(
@@ -198,14 +220,11 @@ impl Migrator {
         if let Some(twice) = names.iter().find(|n| !seen.insert(n.as_str())) {
             return Err(MigrationError::Invalid(format!("{twice} is named twice")));
         }
-        if let Some(r) = requests_per_second {
-            if !(r.is_finite() && r > 0.0) {
-                return Err(MigrationError::Invalid(format!(
-                    "requests_per_second must be a positive number, found {r}"
-                )));
-            }
-        }
+        let mut plans = Vec::new();
         for name in names {
+            plans.push(options.plan(self.index_config(name)?)?);
+        }
+        for (name, plan) in names.iter().zip(&plans) {
             let mapping = MappingFile::load(&self.index_config(name)?.mapping)?;
             let stored = self.load(name).await?;
             if !matches!(stored.state.phase, Phase::Live { .. }) {
@@ -219,12 +238,18 @@ impl Migrator {
             }
             self.verify_aliases(&stored.state).await?;
             let target = self.names(name).generation(self.now());
-            self.check_preflight(name, stored.state.phase.read_index(), &target, &mapping)
-                .await?;
+            self.check_preflight(
+                name,
+                stored.state.phase.read_index(),
+                &target,
+                &mapping,
+                plan,
+            )
+            .await?;
         }
         let mut started: Vec<IndexState> = Vec::new();
-        for name in names {
-            match self.reindex(name).await {
+        for (name, plan) in names.iter().zip(&plans) {
+            match self.reindex_with(name, plan).await {
                 Ok(state) => started.push(state),
                 Err(e) => {
                     for done in &started {
@@ -236,22 +261,15 @@ impl Migrator {
                 }
             }
         }
-        if let Some(rate) = requests_per_second {
-            for state in &mut started {
-                *state = self
-                    .update_copy(&state.name, Action::Throttle, |c| {
-                        c.requests_per_second = Some(rate)
-                    })
-                    .await?;
-            }
-        }
         Ok(started)
     }
 
     /// Takes back a stage 1 whose copy has not started: write alias back
     /// on the source, state back to live, the new generation deleted.
     async fn undo_stage1(&self, done: &IndexState) -> Result<(), MigrationError> {
-        let (Phase::Copying { source, target, .. }, name) = (&done.phase, &done.name) else {
+        let (Phase::Copying { source, target, .. } | Phase::Filling { source, target, .. }, name) =
+            (&done.phase, &done.name)
+        else {
             return Ok(());
         };
         let stored = self.load(name).await?;

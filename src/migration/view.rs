@@ -11,12 +11,13 @@ use super::progress::{CopyProgress, DocFailure};
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexView {
     pub name: String,
-    /// `uninitialized`, `live`, `copying`, `ready`, `failed` or `flipped`.
+    /// `uninitialized`, `live`, `copying`, `filling`, `ready`, `failed` or
+    /// `flipped`.
     pub phase: PhaseKind,
     pub read_index: Option<String>,
     pub write_index: Option<String>,
-    /// The generation being replaced (`copying`, `ready`, `failed`,
-    /// `flipped`).
+    /// The generation being replaced (`copying`, `filling`, `ready`,
+    /// `failed`, `flipped`).
     pub previous_index: Option<String>,
     pub flipped_at: Option<DateTime<Utc>>,
     /// Why the copy failed.
@@ -98,6 +99,22 @@ impl ProgressView {
         }
     }
 
+    /// An external refill's progress: `new` documents in the new
+    /// generation against `old` in the old one.
+    pub fn set_fill_counts(&mut self, old: u64, new: u64) {
+        self.total = old;
+        self.copied = new;
+        self.ratio = if old == 0 {
+            0.0
+        } else {
+            (new as f64 / old as f64).min(1.0)
+        };
+        self.docs_per_second =
+            ((new as f64 / self.elapsed_seconds.max(0.001)) * 10.0).round() / 10.0;
+        self.eta_seconds = (self.docs_per_second > 0.0)
+            .then(|| (old.saturating_sub(new) as f64 / self.docs_per_second).ceil() as u64);
+    }
+
     /// Documents the copy is done with, whatever became of them.
     pub fn done(&self) -> u64 {
         self.copied + self.superseded + self.resent + self.failed
@@ -128,9 +145,9 @@ impl IndexView {
         let copy = live.or_else(|| state.phase.copy().cloned());
         let (previous, flipped_at, reason) = match &state.phase {
             Phase::Live { .. } => (None, None, None),
-            Phase::Copying { source, .. } | Phase::Ready { source, .. } => {
-                (Some(source.clone()), None, None)
-            }
+            Phase::Copying { source, .. }
+            | Phase::Filling { source, .. }
+            | Phase::Ready { source, .. } => (Some(source.clone()), None, None),
             Phase::Failed { source, reason, .. } => {
                 (Some(source.clone()), None, Some(reason.clone()))
             }

@@ -94,21 +94,9 @@ fn slices(value: Option<u32>, key: &str, p: &mut Problems) -> Option<u32> {
     }
 }
 
-/// Unset = unthrottled; otherwise finite and at least
-/// [`bounds::MIN_REQUESTS_PER_SECOND`] (the pacer divides by it).
+/// Unset = unthrottled; otherwise [`bounds::check_rate`].
 fn rate(value: Option<f64>, key: &str, p: &mut Problems) -> Option<f64> {
-    let r = value?;
-    if r.is_finite() && r >= bounds::MIN_REQUESTS_PER_SECOND {
-        return Some(r);
-    }
-    p.add(
-        key,
-        format!(
-            "expected at least {} document per second (leave it unset for no throttle), found {r}",
-            bounds::MIN_REQUESTS_PER_SECOND
-        ),
-    );
-    None
+    bounds::check_rate(value?).map_err(|e| p.add(key, e)).ok()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::units::duration;
 use super::{resolve, Problems};
 use crate::config::bounds;
 use crate::config::raw::RawConfig;
-use crate::config::{CopyEngine, IndexConfig, MigrationConfig};
+use crate::config::{check_pipeline, CopyEngine, IndexConfig, MigrationConfig};
 
 pub(super) fn migration(raw: &RawConfig, p: &mut Problems) -> MigrationConfig {
     let m = &raw.migration;
@@ -71,15 +71,32 @@ pub(super) fn indexes(raw: &RawConfig, base: &Path, p: &mut Problems) -> Vec<Ind
                 PathBuf::new()
             }
         };
-        let engine = match index.engine.as_deref() {
-            None | Some("client") => CopyEngine::Client,
-            Some("server") => CopyEngine::Server,
-            Some(other) => {
-                p.add(
-                    key("engine"),
-                    format!("expected \"client\" or \"server\", found {other:?}"),
-                );
+        let engine = match index.engine.as_deref().map(str::parse::<CopyEngine>) {
+            None => CopyEngine::Client,
+            Some(Ok(engine)) => engine,
+            Some(Err(e)) => {
+                p.add(key("engine"), e);
                 CopyEngine::Client
+            }
+        };
+        if let Some(Err(e)) = index.pipeline.as_deref().map(check_pipeline) {
+            p.add(key("pipeline"), e);
+        }
+        if index.pipeline.is_some() && engine == CopyEngine::External {
+            p.add(
+                key("pipeline"),
+                "an external refill writes through the application, not reindexd: set index.default_pipeline in the mapping file instead",
+            );
+        }
+        let fill_tolerance = match index.fill_tolerance {
+            None => 0,
+            Some(n) if n >= 0 => n as u64,
+            Some(n) => {
+                p.add(
+                    key("fill_tolerance"),
+                    format!("expected a number of documents (0 or more), found {n}"),
+                );
+                0
             }
         };
         let accept_lost_fields = index.accept_lost_fields.clone().unwrap_or_default();
@@ -93,6 +110,8 @@ pub(super) fn indexes(raw: &RawConfig, base: &Path, p: &mut Problems) -> Vec<Ind
             name,
             mapping,
             engine,
+            pipeline: index.pipeline.clone(),
+            fill_tolerance,
             accept_lost_fields,
         });
     }

@@ -14,6 +14,7 @@ import org.opensearch.common.settings.Settings;
 import org.opensearch.env.Environment;
 import org.opensearch.index.mapper.MapperExtrasPlugin;
 import org.opensearch.index.reindex.ReindexPlugin;
+import org.opensearch.ingest.common.IngestCommonPlugin;
 import org.opensearch.node.InternalSettingsPreparer;
 import org.opensearch.node.Node;
 import org.opensearch.painless.PainlessPlugin;
@@ -35,7 +36,7 @@ public final class Launcher {
     /**
      * Modules that a distribution would load from modules/; here they are
      * plain classpath plugins. netty4 gives us HTTP at all; the rest are what
-     * reindexd's tests exercise (_reindex/_update_by_query, scripts, analyzers,
+     * reindexd's tests exercise (_reindex/_update_by_query, scripts, ingest processors, analyzers,
      * scaled_float & co.).
      */
     private static final List<Class<? extends Plugin>> MODULES = List.of(
@@ -43,6 +44,7 @@ public final class Launcher {
         ReindexPlugin.class,
         CommonAnalysisPlugin.class,
         PainlessPlugin.class,
+        IngestCommonPlugin.class,
         MapperExtrasPlugin.class
     );
 
