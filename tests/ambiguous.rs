@@ -47,7 +47,7 @@ impl World {
 
     async fn with(label: &str, extra: &str) -> World {
         let proxy = FaultProxy::start(&common::es_url());
-        let env = Env::on_node(proxy.url(), label, &["kb"], extra).await;
+        let env = Env::behind_proxy(proxy.url(), label, &["kb"], extra).await;
         let mut options = ConnectOptions::new(proxy.url().parse().unwrap());
         options.request_timeout = Duration::from_secs(3);
         let migrator = Migrator::new(EsClient::connect(&options).unwrap(), env.config.clone());
@@ -87,7 +87,6 @@ impl World {
     }
 
     async fn stop(self) {
-        common::cleanup(&self.direct, &self.env.prefix).await;
         self.proxy.stop().await;
     }
 }
@@ -315,7 +314,6 @@ async fn a_generation_deleted_during_the_copy_fails_it_with_the_reason() {
     assert_eq!(state.phase.name(), "live");
     let old = state.phase.read_index().to_owned();
     assert_eq!(env.aliases("kb").await, (vec![old.clone()], vec![old]));
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -75,7 +75,6 @@ async fn unknown_index_is_404_everywhere_and_changes_nothing() {
 
     assert_eq!(env.snapshot(&["kb", "nope"]).await, before);
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 /// The ways a mapping file can be unusable before the cluster sees it.
@@ -149,7 +148,6 @@ async fn unusable_mapping_file_is_invalid_mapping_at_init_and_reindex() {
         assert_eq!(env.snapshot(&["kb"]).await, before, "reindex, {case}");
     }
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -187,7 +185,6 @@ async fn mapping_the_engine_rejects_is_mapping_rejected_and_leaves_no_index() {
         assert_eq!(env.snapshot(&["kb"]).await, before, "reindex {mapping}");
     }
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -236,7 +233,6 @@ async fn reindex_is_refused_when_the_read_alias_was_moved_by_hand() {
     assert_eq!(code(status, &body), (409, Some("alias_conflict")), "{body}");
     assert_eq!(env.snapshot(&["kb"]).await, before);
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -277,7 +273,6 @@ async fn flip_is_refused_when_the_read_alias_was_moved_by_hand() {
     assert_eq!(env.snapshot(&["kb"]).await, before);
     assert_eq!(env.phase("kb").await, "ready");
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -319,7 +314,6 @@ async fn init_is_refused_when_the_aliases_exist_without_state() {
         "{view}"
     );
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 /// A config for one index `kb` in `dir`, with `timeout` in
@@ -384,7 +378,7 @@ async fn configuration_footguns_are_refused_naming_the_key() {
         "checkpoint_interval = \"0s\"\ngc_deletes = \"1s\"",
     );
     let check = reindexd(&["--config", &config, "check-config"]).await;
-    let mut serve = serve_command(Path::new(&config), "127.0.0.1:0");
+    let mut serve = serve_command(Path::new(&config));
     serve.stderr(std::process::Stdio::piped());
     let served = tokio::time::timeout(Duration::from_secs(60), serve.output())
         .await

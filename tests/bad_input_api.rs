@@ -67,7 +67,6 @@ async fn malformed_bodies_are_400_and_change_nothing() {
     );
     assert_eq!(env.snapshot(&["kb"]).await, before);
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -124,7 +123,6 @@ async fn bad_throttle_values_are_400_and_change_nothing() {
     let (status, answer) = daemon.post("/v1/indexes/kb/rollback", None).await;
     assert_eq!(status, 200, "{answer}");
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -152,7 +150,6 @@ async fn oversize_body_is_413_with_an_error_code() {
     }
     assert_eq!(env.snapshot(&["kb"]).await, before);
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -216,13 +213,13 @@ async fn bearer_token_guards_every_change_but_not_reads() {
     let a = view["read_index"].as_str().unwrap().to_owned();
     assert_eq!(env.aliases("kb").await, (vec![a.clone()], vec![a]));
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn unreachable_cluster_is_503_and_the_daemon_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_at(dir.path(), &dead_url(), &["kb"], "");
+    let dead = dead_url();
+    let config = config_at(dir.path(), &dead.url, &["kb"], "");
     let daemon = Daemon::start_config(config).await;
 
     let (status, body) = daemon.get("/healthz").await;

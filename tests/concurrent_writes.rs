@@ -65,5 +65,4 @@ async fn the_copy_never_overwrites_or_resurrects_application_writes() {
     );
 
     app.assert_matches(&env.es, &target).await;
-    env.cleanup().await;
 }

@@ -81,7 +81,6 @@ async fn refused_documents_are_recorded_and_the_rest_copied() {
         .contains("it is failed"));
     assert_eq!(m.accept("kb").await.unwrap().phase.name(), "ready");
     assert_eq!(m.flip("kb").await.unwrap().phase.read_index(), target);
-    env.cleanup().await;
 }
 
 /// The throttle, pause and resume by their outcomes; the timing of pacing
@@ -204,7 +203,14 @@ fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_move_with_the_copy_and_agree_with_the_state() {
-    let env = Env::new("metrics", &["kb"], "[copy]\npage_size = 200").await;
+    // One bulk request in flight at most: the copy's limit (2 at the
+    // start) is held at 1, which the gauge must show.
+    let env = Env::new(
+        "metrics",
+        &["kb"],
+        "[copy]\npage_size = 200\nmax_concurrency = 1",
+    )
+    .await;
     let daemon = Daemon::start(&env).await;
     daemon.post("/v1/indexes/kb/init", None).await;
     env.load_docs("kb", 6_000).await;
@@ -227,29 +233,48 @@ async fn metrics_move_with_the_copy_and_agree_with_the_state() {
             .await
             .unwrap()
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let first = scrape().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let second = scrape().await;
     let label = "index=\"kb\"";
+    let copied = |t: &str| sample(t, "reindexd_documents_copied_total", label);
+    // Two scrapes while copying, the second once the counter moved on.
+    let first = common::eventually_value(
+        "a scrape of a copy under way",
+        Duration::from_secs(30),
+        || async {
+            let text = scrape().await;
+            match copied(&text) {
+                Some(n) if n > 0.0 => Ok(text),
+                _ => Err(text),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         sample(&first, "reindexd_phase", "phase=\"copying\""),
         Some(1.0),
         "{first}"
     );
-    let copied = |t: &str| sample(t, "reindexd_documents_copied_total", label).unwrap();
-    assert!(
-        copied(&second) > copied(&first),
-        "copied did not move: {} then {}",
-        copied(&first),
-        copied(&second)
-    );
+    let second = common::eventually_value(
+        "the copied counter moving on",
+        Duration::from_secs(30),
+        || async {
+            let text = scrape().await;
+            match copied(&text) > copied(&first) {
+                true => Ok(text),
+                false => Err(format!("{:?} then {:?}", copied(&first), copied(&text))),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         sample(&first, "reindexd_source_documents", label),
         Some(6_000.0)
     );
     assert!(sample(&second, "reindexd_bulk_requests_total", "outcome=\"ok\"").unwrap() > 0.0);
-    assert!(sample(&second, "reindexd_concurrency_limit", label).unwrap() >= 1.0);
+    assert_eq!(
+        sample(&second, "reindexd_concurrency_limit", label),
+        Some(1.0),
+        "copy.max_concurrency bounds the running copy: {second}"
+    );
 
     let view = daemon
         .wait_phase("kb", &["ready"], Duration::from_secs(60))
@@ -259,10 +284,7 @@ async fn metrics_move_with_the_copy_and_agree_with_the_state() {
         sample(&last, "reindexd_phase", "phase=\"ready\""),
         Some(1.0)
     );
-    assert_eq!(
-        sample(&last, "reindexd_documents_copied_total", label),
-        view["progress"]["copied"].as_f64()
-    );
+    assert_eq!(copied(&last), view["progress"]["copied"].as_f64());
     assert_eq!(
         sample(&last, "reindexd_documents_superseded_total", label),
         view["progress"]["superseded"].as_f64()
@@ -274,5 +296,4 @@ async fn metrics_move_with_the_copy_and_agree_with_the_state() {
     );
     assert!(last.trim_end().ends_with("# EOF"));
     daemon.stop().await;
-    env.cleanup().await;
 }

@@ -15,7 +15,7 @@ use reqwest::Method;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_error_fails_the_copy_with_the_clusters_answer() {
     let proxy = FaultProxy::start(&common::es_url());
-    let env = Env::on_node(proxy.url(), "perm", &["kb"], "").await;
+    let env = Env::behind_proxy(proxy.url(), "perm", &["kb"], "").await;
     let (_, _target) = env.stage1("kb", 200).await;
     // An engine without the `GET /` endpoint (a distribution lacking it).
     let rule = proxy.inject(
@@ -35,16 +35,13 @@ async fn a_permanent_error_fails_the_copy_with_the_clusters_answer() {
         reason.contains("405") && reason.contains("GET /"),
         "{reason}"
     );
-    proxy.clear();
-    let (direct, _) = common::client().await;
-    common::cleanup(&direct, &env.prefix).await;
     proxy.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_error_is_retried_and_shown_until_it_goes() {
     let proxy = FaultProxy::start(&common::es_url());
-    let env = Env::on_node(proxy.url(), "trans", &["kb"], "").await;
+    let env = Env::behind_proxy(proxy.url(), "trans", &["kb"], "").await;
     let (_, target) = env.stage1("kb", 200).await;
     // Opening the copy's point in time, as each engine spells it.
     let (_, info) = common::client().await;
@@ -87,6 +84,5 @@ async fn a_transient_error_is_retried_and_shown_until_it_goes() {
     let (direct, _) = common::client().await;
     direct.refresh(&target).await.unwrap();
     assert_eq!(direct.count(&target).await.unwrap(), 200);
-    common::cleanup(&direct, &env.prefix).await;
     proxy.stop().await;
 }

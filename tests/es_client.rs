@@ -319,18 +319,18 @@ async fn server_reindex_runs_as_a_task() {
         )
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        let status = client.get_task(&task).await.unwrap();
-        if status.completed {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "reindex task {task} did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = common::eventually_value(
+        &format!("reindex task {task} finished"),
+        Duration::from_secs(60),
+        || async {
+            let status = client.get_task(&task).await.map_err(|e| e.to_string())?;
+            match status.completed {
+                true => Ok(status),
+                false => Err("not completed".to_owned()),
+            }
+        },
+    )
+    .await;
     let response = status.response.unwrap();
     assert_eq!(response["created"], 500);
     assert_eq!(response["failures"], json!([]));
@@ -342,10 +342,9 @@ async fn server_reindex_runs_as_a_task() {
 #[tokio::test]
 async fn dead_cluster_fails_fast_with_a_clear_error() {
     // Nothing listens on this port: connection refused at once.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    let mut options = ConnectOptions::new(Url::parse(&format!("http://127.0.0.1:{port}")).unwrap());
+    let dead = common::dead_url();
+    let port = dead.port;
+    let mut options = ConnectOptions::new(Url::parse(&dead.url).unwrap());
     options.request_timeout = Duration::from_secs(2);
     let client = EsClient::connect(&options).unwrap();
     let started = Instant::now();

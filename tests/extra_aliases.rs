@@ -96,5 +96,4 @@ async fn extra_aliases_move_with_the_read_alias_and_back() {
         "back with the rollback"
     );
     assert!(definitions(&env, &b).await.is_empty());
-    env.cleanup().await;
 }

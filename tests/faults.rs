@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Env, MAPPING_V2};
+use common::{serve_command, Env, Served, MAPPING_V2};
 use reindexd::copy::{drive, CopyHandle, Telemetry};
 use reindexd::migration::{Action, IndexState};
 use tokio_util::sync::CancellationToken;
@@ -61,14 +61,21 @@ async fn a_429_storm_loses_nothing_and_the_limit_drops_and_recovers() {
         let (m, handle) = (m.clone(), handle.clone());
         tokio::spawn(async move { drive(&m, "kb", "storm-test", &handle).await })
     };
+    // The limit's trace, sampled every 5 ms (the pause is the sampling
+    // rate, not a wait for something) until the copy ends.
     let mut trace = Vec::new();
-    while !copy.is_finished() {
-        let limit = handle.telemetry.concurrency.get();
-        if trace.last() != Some(&limit) {
-            trace.push(limit);
+    let sampling = async {
+        while !copy.is_finished() {
+            let limit = handle.telemetry.concurrency.get();
+            if trace.last() != Some(&limit) {
+                trace.push(limit);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(300), sampling)
+        .await
+        .expect("the copy under the storm ended within 300 s");
     let state = copy.await.unwrap().unwrap();
     assert_exact(&state, total);
     env.es.refresh(&target).await.unwrap();
@@ -89,7 +96,6 @@ async fn a_429_storm_loses_nothing_and_the_limit_drops_and_recovers() {
         dropped_then_recovered,
         "the concurrency limit must drop and recover: {trace:?}"
     );
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -149,23 +155,6 @@ async fn a_node_restart_mid_copy_resumes_and_ends_exact() {
     assert_exact(&state, total);
     env.es.refresh(&target).await.unwrap();
     assert_eq!(env.es.count(&target).await.unwrap(), total);
-    env.cleanup().await;
-}
-
-/// A `reindexd serve` child process.
-struct Serve {
-    child: tokio::process::Child,
-}
-
-impl Serve {
-    async fn start(env: &Env, listen: &str) -> Serve {
-        let child = common::serve_command(&env.config_path(), listen)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        common::wait_healthy(listen).await;
-        Serve { child }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,10 +171,9 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
     env.load_docs("kb", total).await;
     env.set_mapping("kb", MAPPING_V2);
 
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let mut first = Serve::start(&env, &listen).await;
+    let mut first = Served::start(serve_command(&env.config_path())).await;
     let http = reqwest::Client::new();
-    let api = format!("http://{listen}/v1/indexes/kb");
+    let api = format!("{}/v1/indexes/kb", first.url());
     let started = http
         .post(format!("{api}/reindex"))
         .body(r#"{"requests_per_second": 1000}"#)
@@ -211,8 +199,7 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
         }
     })
     .await;
-    first.child.start_kill().unwrap(); // SIGKILL
-    first.child.wait().await.unwrap();
+    first.kill().await;
     let checkpoint = m.load("kb").await.unwrap().state;
     let saved = checkpoint.phase.copy().unwrap();
     let confirmed: u64 = saved
@@ -227,18 +214,18 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
     assert!(saved.pit.is_some(), "the copy reads a point in time");
 
     // A new daemon takes over once the dead one's lease expires.
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let mut second = Serve::start(&env, &listen).await;
-    let api = format!("http://{listen}/v1/indexes/kb");
-    http.post(format!("{api}/throttle"))
+    let mut second = Served::start(serve_command(&env.config_path())).await;
+    let api = format!("{}/v1/indexes/kb", second.url());
+    let unthrottled = http
+        .post(format!("{api}/throttle"))
         .body(r#"{"requests_per_second": null}"#)
         .send()
         .await
         .unwrap();
+    assert_eq!(unthrottled.status(), 200);
     // The second daemon finishes the copy.
     let state = common::copy_ended(m, "kb", Duration::from_secs(120)).await;
-    second.child.start_kill().unwrap();
-    second.child.wait().await.unwrap();
+    second.kill().await;
 
     assert_exact(&state, total);
     let p = state.phase.copy().unwrap();
@@ -255,5 +242,4 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
     );
     env.es.refresh(&target).await.unwrap();
     assert_eq!(env.es.count(&target).await.unwrap(), total);
-    env.cleanup().await;
 }

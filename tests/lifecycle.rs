@@ -52,6 +52,7 @@ async fn staged_change_with_zero_failed_searches() {
                     }
                 }
                 searches.fetch_add(1, Ordering::Relaxed);
+                // The probe's pace (traffic, not a wait for anything).
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -129,7 +130,6 @@ async fn staged_change_with_zero_failed_searches() {
     );
 
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -203,5 +203,4 @@ async fn cleanup_after_retention_deletes_only_unaliased_generations() {
         .unwrap_err()
         .to_string()
         .contains("nothing to clean up"));
-    env.cleanup().await;
 }

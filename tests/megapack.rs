@@ -112,7 +112,6 @@ async fn megapack_starts_each_and_each_flips_or_rolls_back_alone() {
         "a rollback deletes nothing"
     );
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 /// Posts a megapack of `names` that must be refused with `expected`, and
@@ -148,7 +147,6 @@ async fn megapack_naming_an_unknown_or_uninitialised_index_changes_nothing() {
     .await;
     refused(&env, &daemon, &[], (400, Some("invalid_value"))).await;
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -176,7 +174,6 @@ async fn megapack_naming_an_index_that_is_not_live_changes_nothing() {
     )
     .await;
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -194,7 +191,6 @@ async fn megapack_naming_an_index_twice_changes_nothing() {
     );
     assert_eq!(env.snapshot(&["a", "b"]).await, before);
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -211,7 +207,6 @@ async fn megapack_whose_later_index_has_moved_aliases_changes_nothing() {
     env.es.update_aliases(&[add]).await.unwrap();
     refused(&env, &daemon, &["a", "b"], (409, Some("alias_conflict"))).await;
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -227,5 +222,4 @@ async fn megapack_whose_later_index_has_a_bad_mapping_changes_nothing() {
     env.set_mapping("b", "{ not json");
     refused(&env, &daemon, &["a", "b"], (400, Some("invalid_mapping"))).await;
     daemon.stop().await;
-    env.cleanup().await;
 }

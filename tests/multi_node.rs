@@ -12,7 +12,7 @@ mod common;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::app::{all_docs, App};
 use common::Env;
@@ -77,25 +77,30 @@ async fn wait_green(urls: &[String], pattern: &str) -> Value {
 /// `pattern` is empty.
 async fn wait_health(urls: &[String], pattern: &str, status: &str) -> Value {
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        for u in urls {
-            let path = format!(
-                "{u}/_cluster/health/{pattern}?wait_for_status={status}&wait_for_nodes={NODES}&timeout=10s"
-            );
-            if let Ok(r) = http.get(path).send().await {
-                let health: Value = r.json().await.unwrap_or_default();
-                if health["timed_out"] == false {
-                    return health;
+    common::eventually_value(
+        &format!("{pattern}: the cluster {status}"),
+        Duration::from_secs(120),
+        || async {
+            let mut seen = Vec::new();
+            for u in urls {
+                let path = format!(
+                    "{u}/_cluster/health/{pattern}?wait_for_status={status}&wait_for_nodes={NODES}&timeout=10s"
+                );
+                match http.get(path).send().await {
+                    Ok(r) => {
+                        let health: Value = r.json().await.unwrap_or_default();
+                        if health["timed_out"] == false {
+                            return Ok(health);
+                        }
+                        seen.push(format!("{u}: {health}"));
+                    }
+                    Err(e) => seen.push(format!("{u}: {e}")),
                 }
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pattern}: the cluster did not get {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            Err(seen.join("; "))
+        },
+    )
+    .await
 }
 
 /// `scripts/test-cluster ARGS`, which must succeed.
@@ -199,6 +204,7 @@ impl Searches {
                         failures.fetch_add(1, Ordering::Relaxed);
                     }
                     searches.fetch_add(1, Ordering::Relaxed);
+                    // The searches' pace (traffic, not a wait for anything).
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             })
@@ -353,7 +359,6 @@ async fn a_node_leaving_and_coming_back_mid_copy_loses_nothing() {
 
     let (env, source, target) = run.finish().await;
     assert_same_documents(&env, &source, &target).await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -404,7 +409,6 @@ async fn shards_of_the_source_relocated_mid_copy_lose_nothing() {
 
     let (env, source, target) = run.finish().await;
     assert_same_documents(&env, &source, &target).await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -443,5 +447,4 @@ async fn a_rolling_restart_during_stage_1_with_an_application_writing() {
     // the new one.
     env.es.refresh(&source).await.unwrap();
     assert_eq!(env.es.count(&source).await.unwrap(), initial);
-    env.cleanup().await;
 }

@@ -62,7 +62,6 @@ async fn writes_to_the_old_generation_during_the_copy_fail_it_until_accepted() {
     let state = m.accept("kb").await.unwrap();
     assert_eq!(state.phase.name(), "ready");
     m.flip("kb").await.unwrap();
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,5 +145,4 @@ async fn writes_to_the_old_generation_after_ready_block_the_flip() {
         assert!(kept.is_some(), "{id}, written by name, is still there");
     }
     daemon.stop().await;
-    env.cleanup().await;
 }

@@ -154,7 +154,9 @@ impl Drop for Guard {
                 .unwrap();
             runtime.block_on(made.delete_all());
         });
-        let _ = done.join();
+        if done.join().is_err() && !std::thread::panicking() {
+            panic!("deleting what the test put on the cluster failed (see above)");
+        }
     }
 }
 

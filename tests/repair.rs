@@ -66,7 +66,6 @@ async fn a_deleted_state_index_is_rebuilt_live_and_after_stage_1() {
     );
     let (_, repaired) = fresh.repair("kb").await.unwrap();
     assert_eq!(repaired, Repaired::Nothing);
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +80,6 @@ async fn the_daemon_rebuilds_a_lost_state_at_start() {
     assert_eq!(view["read_index"], a.as_str(), "{view}");
     assert!(view["drift"].is_null(), "{view}");
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +114,6 @@ async fn drifted_aliases_show_in_status_and_repair_puts_them_back() {
     let (_, view) = daemon.get("/v1/indexes/kb").await;
     assert!(view["drift"].is_null(), "{view}");
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +132,6 @@ async fn repair_refuses_what_the_cluster_does_not_say() {
     );
     assert_eq!(env.snapshot(&["kb"]).await, before);
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,5 +150,4 @@ async fn a_write_block_left_on_the_write_alias_shows_and_repair_lifts_it() {
     assert!(!env.es.write_blocked(&a).await.unwrap());
     env.load_docs("kb", 10).await; // writes go through again
     assert!(env.migrator.view("kb").await.unwrap().drift.is_none());
-    env.cleanup().await;
 }

@@ -120,7 +120,6 @@ async fn replay_puts_every_write_and_delete_since_stage_1_into_the_old_generatio
     app.run(&env.es, 100).await;
     app.assert_matches(&env.es, &old).await;
     daemon.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -176,7 +175,6 @@ async fn discard_rolls_back_at_once_and_reports_what_it_dropped() {
     let untouched = App::new("unused", 1_500, 1);
     untouched.assert_matches(&env.es, &old).await;
     app.assert_matches(&env.es, &new).await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -217,5 +215,4 @@ async fn while_copying_replay_waits_for_the_copy_and_a_bare_rollback_counts_writ
         .wait_phase("kb", &["live"], Duration::from_secs(30))
         .await;
     daemon.stop().await;
-    env.cleanup().await;
 }

@@ -74,5 +74,4 @@ async fn a_routing_collision_is_a_failure_not_a_superseded_copy() {
         "{}",
         failure.reason
     );
-    env.cleanup().await;
 }

@@ -105,7 +105,6 @@ async fn the_lifecycle_works_with_exactly_the_documented_privileges() {
     assert_eq!(run.code, Some(0), "{run:#?}");
     let run = reindexd(&env.config_path(), &["reindex", "kb"]).await;
     assert_eq!(run.code, Some(0), "{run:#?}");
-    env.cleanup().await;
 }
 
 /// Stage 1 as `user` (whose role lacks one privilege) is refused naming
@@ -137,7 +136,6 @@ async fn refused_for(user: &str, label: &str, missing: &str) {
     let plan = reindexd(&lacking, &["plan"]).await;
     assert!(plan.stdout.contains(missing), "plan shows it: {plan:#?}");
     assert_eq!(full.snapshot(&["kb"]).await, before, "the cluster changed");
-    full.cleanup().await;
 }
 
 #[tokio::test]

@@ -70,17 +70,17 @@ async fn server_side_copy_follows_the_task_and_respects_app_writes() {
     let response = env.es.bulk(body.into(), None, None).await.unwrap();
     assert!(!response.errors);
 
-    // The task was started and recorded; lift the throttle through the state.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let stored = m.load("kb").await.unwrap();
-    let task = stored
-        .state
-        .phase
-        .copy()
-        .unwrap()
-        .task
-        .clone()
-        .expect("task id recorded");
+    // The task is started and recorded; lift the throttle through the state.
+    let task = common::eventually_value(
+        "the _reindex task recorded in the state",
+        Duration::from_secs(30),
+        || async {
+            let stored = m.load("kb").await.map_err(|e| e.to_string())?;
+            let copy = stored.state.phase.copy().ok_or("no copy in the state")?;
+            copy.task.clone().ok_or_else(|| format!("{copy:?}"))
+        },
+    )
+    .await;
     assert!(env.es.get_task(&task).await.is_ok());
     m.update_copy("kb", Action::Throttle, |c| c.requests_per_second = None)
         .await
@@ -118,5 +118,4 @@ async fn server_side_copy_follows_the_task_and_respects_app_writes() {
         overwritten.source,
         json!({"n": 61, "title": "app wrote this"})
     );
-    env.cleanup().await;
 }

@@ -4,24 +4,13 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Env, MAPPING_V2};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use common::{Env, Served, MAPPING_V2};
 use tokio::net::UnixDatagram;
 
-fn signal(child: &tokio::process::Child, name: &str) {
-    let pid = child.id().unwrap().to_string();
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-fn serve(env: &Env, listen: &str) -> tokio::process::Command {
-    common::serve_command(&env.config_path(), listen)
+fn serve(env: &Env) -> tokio::process::Command {
+    common::serve_command(&env.config_path())
 }
 
 async fn recv(socket: &UnixDatagram, timeout: Duration) -> Option<String> {
@@ -39,31 +28,35 @@ async fn notifies_systemd_ready_status_watchdog_and_stopping_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&path).unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let mut child = serve(&env, &listen)
+    let mut command = serve(&env);
+    command
         .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", "1000000")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .env("WATCHDOG_USEC", "1000000");
+    let served = Served::start(command).await;
 
     let mut messages = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !messages.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
-        assert!(Instant::now() < deadline, "no watchdog ping: {messages:?}");
-        if let Some(m) = recv(&socket, Duration::from_secs(5)).await {
-            messages.push(m);
+    let watchdog = async {
+        while !messages.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
+            if let Some(m) = recv(&socket, Duration::from_secs(5)).await {
+                messages.push(m);
+            }
         }
+    };
+    if tokio::time::timeout(Duration::from_secs(20), watchdog)
+        .await
+        .is_err()
+    {
+        panic!("no watchdog ping within 20 s: {messages:?}");
     }
     // READY comes first, once the API answers, with a status line.
     assert!(messages[0].contains("READY=1"), "{messages:?}");
     assert!(messages[0].contains("STATUS=kb live"), "{messages:?}");
-    let health = reqwest::get(format!("http://{listen}/healthz"))
+    let health = reqwest::get(format!("{}/healthz", served.url()))
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
 
-    signal(&child, "TERM");
+    served.signal("TERM");
     let mut stopping = false;
     while let Some(m) = recv(&socket, Duration::from_secs(10)).await {
         if m.contains("STOPPING=1") {
@@ -73,12 +66,8 @@ async fn notifies_systemd_ready_status_watchdog_and_stopping_in_order() {
         assert!(!m.contains("READY=1"), "READY twice: {m}");
     }
     assert!(stopping, "no STOPPING=1 after SIGTERM");
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "exit status {status}");
-    env.cleanup().await;
+    let (status, log) = served.wait().await;
+    assert!(status.success(), "exit status {status}:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,11 +82,9 @@ async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() 
     m.init("kb").await.unwrap();
     env.load_docs("kb", 6_000).await;
     env.set_mapping("kb", MAPPING_V2);
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let mut first = serve(&env, &listen).stderr(Stdio::null()).spawn().unwrap();
+    let first = Served::start(serve(&env)).await;
     let http = reqwest::Client::new();
-    let api = format!("http://{listen}/v1/indexes/kb");
-    common::wait_healthy(&listen).await;
+    let api = format!("{}/v1/indexes/kb", first.url());
     let started = http
         .post(format!("{api}/reindex"))
         .body(r#"{"requests_per_second": 1500}"#)
@@ -105,14 +92,21 @@ async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() 
         .await
         .unwrap();
     assert_eq!(started.status(), 200);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Stopped mid-copy: well after it started, well before its end.
+    common::eventually_value("1000 documents copied", Duration::from_secs(60), || async {
+        let view: serde_json::Value = http.get(&api).send().await.unwrap().json().await.unwrap();
+        match view["progress"]["copied"].as_u64() {
+            Some(n) if n >= 1_000 => Ok(()),
+            _ => Err(view.to_string()),
+        }
+    })
+    .await;
 
-    signal(&first, "TERM");
-    let status = tokio::time::timeout(Duration::from_secs(60), first.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "graceful stop exits 0, got {status}");
+    let (status, log) = first.stop().await;
+    assert!(
+        status.success(),
+        "graceful stop exits 0, got {status}:\n{log}"
+    );
     let stored = m.load("kb").await.unwrap().state;
     assert_eq!(stored.phase.name(), "copying");
     let copy = stored.phase.copy().unwrap();
@@ -129,25 +123,20 @@ async fn sigterm_mid_copy_saves_a_checkpoint_and_a_new_daemon_resumes_at_once() 
     assert!(confirmed > 0, "a checkpoint was saved: {copy:?}");
 
     // The next daemon takes the copy over without waiting for a lease.
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let mut second = serve(&env, &listen).stderr(Stdio::null()).spawn().unwrap();
+    let second = Served::start(serve(&env)).await;
     // The copy is resumed and finished.
     let state = common::copy_ended(m, "kb", Duration::from_secs(60)).await;
-    signal(&second, "TERM");
-    second.wait().await.unwrap();
+    let (status, log) = second.stop().await;
+    assert!(status.success(), "{status}:\n{log}");
     assert_eq!(state.phase.name(), "ready", "{:?}", state.phase);
     let p = state.phase.copy().unwrap();
     assert_eq!(p.copied + p.superseded + p.resent, 6_000);
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_log_level_and_refuses_a_bad_file() {
     let env = Env::new("hup", &["kb"], "").await;
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let mut child = serve(&env, &listen).stderr(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    wait_for(&mut lines, "API listening").await;
+    let mut served = Served::start(serve(&env)).await;
 
     let original = std::fs::read_to_string(env.config_path()).unwrap();
     std::fs::write(
@@ -155,8 +144,8 @@ async fn sighup_reloads_the_log_level_and_refuses_a_bad_file() {
         format!("{original}\n[log]\nlevel = \"debug\"\n"),
     )
     .unwrap();
-    signal(&child, "HUP");
-    let line = wait_for(&mut lines, "configuration reloaded").await;
+    served.signal("HUP");
+    let line = served.line_with("configuration reloaded").await;
     assert!(line.contains("debug"), "{line}");
 
     std::fs::write(
@@ -164,17 +153,16 @@ async fn sighup_reloads_the_log_level_and_refuses_a_bad_file() {
         format!("{original}\n[log]\nlevel = \"debug\"\nbogus_key = 1\n"),
     )
     .unwrap();
-    signal(&child, "HUP");
-    let line = wait_for(&mut lines, "configuration refused").await;
+    served.signal("HUP");
+    let line = served.line_with("configuration refused").await;
     assert!(line.contains("bogus_key"), "{line}");
     // Still serving after both.
-    let health = reqwest::get(format!("http://{listen}/healthz"))
+    let health = reqwest::get(format!("{}/healthz", served.url()))
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    signal(&child, "TERM");
-    assert!(child.wait().await.unwrap().success());
-    env.cleanup().await;
+    let (status, log) = served.stop().await;
+    assert!(status.success(), "{status}:\n{log}");
 }
 
 /// SIGHUP while copying: a lower `copy.max_concurrency` bounds the running
@@ -194,12 +182,9 @@ async fn sighup_retunes_a_running_copy() {
     env.load_docs("kb", 4_000).await;
     env.set_mapping("kb", MAPPING_V2);
     let original = std::fs::read_to_string(env.config_path()).unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let mut child = serve(&env, &listen).stderr(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    wait_for(&mut lines, "API listening").await;
+    let mut served = Served::start(serve(&env)).await;
     let http = reqwest::Client::new();
-    let api = format!("http://{listen}/v1/indexes/kb");
+    let (base, api) = (served.url(), format!("{}/v1/indexes/kb", served.url()));
     let post = |what: &'static str, body: &'static str| {
         let request = http.post(format!("{api}/{what}")).body(body);
         async move {
@@ -215,7 +200,7 @@ async fn sighup_retunes_a_running_copy() {
     let rate = |body: &serde_json::Value| body["progress"]["requests_per_second"].clone();
     let limit = || async {
         let text = http
-            .get(format!("http://{listen}/metrics"))
+            .get(format!("{base}/metrics"))
             .send()
             .await
             .unwrap()
@@ -256,10 +241,10 @@ async fn sighup_retunes_a_running_copy() {
     );
     assert_ne!(next, original);
     std::fs::write(env.config_path(), &next).unwrap();
-    signal(&child, "HUP");
-    let later = wait_for(&mut lines, "take effect at the next start").await;
+    served.signal("HUP");
+    let later = served.line_with("take effect at the next start").await;
     assert!(later.contains("copy.batch_bytes"), "{later}");
-    let applied = wait_for(&mut lines, "copy settings applied").await;
+    let applied = served.line_with("copy settings applied").await;
     assert!(applied.contains("max_concurrency=1"), "{applied}");
     common::eventually_value(
         "the lower bound applied",
@@ -286,8 +271,8 @@ async fn sighup_retunes_a_running_copy() {
         next.replace(&copy(1, 300), &copy(1, 20_000)),
     )
     .unwrap();
-    signal(&child, "HUP");
-    let replaced = wait_for(&mut lines, "throttle replaced").await;
+    served.signal("HUP");
+    let replaced = served.line_with("throttle replaced").await;
     assert!(replaced.contains("kb"), "{replaced}");
     let body = get().await;
     assert_eq!(body["phase"], "copying", "{body}");
@@ -311,23 +296,6 @@ async fn sighup_retunes_a_running_copy() {
     let state = env.migrator.load("kb").await.unwrap().state;
     let p = state.phase.copy().unwrap();
     assert_eq!(p.copied + p.superseded + p.resent, 4_000);
-    signal(&child, "TERM");
-    assert!(child.wait().await.unwrap().success());
-    env.cleanup().await;
-}
-
-/// The first stderr line containing `needle`.
-async fn wait_for(
-    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
-    needle: &str,
-) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await {
-            Ok(Ok(Some(line))) if line.contains(needle) => return line,
-            Ok(Ok(None)) => panic!("the daemon exited while waiting for {needle:?}"),
-            _ => {}
-        }
-    }
-    panic!("no log line with {needle:?}");
+    let (status, log) = served.stop().await;
+    assert!(status.success(), "{status}:\n{log}");
 }

@@ -12,11 +12,8 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use common::tls::{TlsProxy, TLS_USER as USER};
-use common::{es_url, free_port, Env};
+use common::{es_url, Env, Served};
 use reindexd::es::{Auth, ConnectOptions, EsClient};
 use reindexd::secret::Secret;
 
@@ -212,7 +209,6 @@ async fn basic_auth_over_tls_needs_the_right_ca_and_password() {
     assert_eq!(fails(options).await.status(), Some(401));
 
     proxy.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,53 +236,25 @@ async fn api_key_over_tls_works_and_a_wrong_one_is_refused() {
         "live"
     );
     proxy.stop().await;
-    env.cleanup().await;
 }
 
 /// Runs `reindexd serve` at trace level with JSON logs, GETs `paths`, stops
 /// it with SIGTERM. Returns each path's status and body, and the log.
 async fn serve(env: &Env, paths: &[&str]) -> (Vec<(u16, String)>, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let config = env.config_path().display().to_string();
-    let args = [
-        "--config",
-        &config,
-        "--log-level",
-        "trace",
-        "--log-format",
-        "json",
-    ];
-    let daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_reindexd"))
-        .args(args)
-        .args(["serve", "--listen", &listen])
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (http, base) = (reqwest::Client::new(), format!("http://{listen}"));
-    common::wait_healthy(&listen).await;
+    let mut command = common::serve_command(&env.config_path());
+    command
+        .args(["--log-level", "trace", "--log-format", "json"])
+        .env_clear();
+    let daemon = Served::start(command).await;
+    let (http, base) = (reqwest::Client::new(), daemon.url());
     let mut answers = Vec::new();
     for path in paths {
         let response = http.get(format!("{base}{path}")).send().await.unwrap();
         let status = response.status().as_u16();
         answers.push((status, response.text().await.unwrap()));
     }
-    let pid = daemon.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
-    assert!(kill.unwrap().success());
-    let output = tokio::time::timeout(Duration::from_secs(30), daemon.wait_with_output());
-    let output = output.await.expect("the daemon stops on SIGTERM").unwrap();
-    let (out, err) = (output.stdout, output.stderr);
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out),
-        String::from_utf8_lossy(&err)
-    );
-    assert!(output.status.success(), "{log}");
+    let (status, log) = daemon.stop().await;
+    assert!(status.success(), "{log}");
     assert!(log.contains("API listening"), "{log}");
     (answers, log)
 }
@@ -352,5 +320,4 @@ async fn secrets_never_show_in_output_logs_or_the_api() {
     let access = std::fs::read_to_string(proxy.file("access.log")).unwrap();
     assert!(access.contains(&format!(" {USER} [")), "{access}");
     proxy.stop().await;
-    env.cleanup().await;
 }

@@ -3,7 +3,14 @@
 
 use std::time::Duration;
 
-use super::free_port;
+/// A loopback port the kernel handed out, then freed, for nginx (which
+/// cannot be told to pick one itself and say which). Another process may
+/// take it before nginx binds it: [`TlsProxy::start`] then starts again on
+/// new ports.
+fn released_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
 
 /// The user name the TLS proxy's basic auth accepts.
 pub const TLS_USER: &str = "reindexd";
@@ -129,8 +136,17 @@ impl TlsProxy {
         }
         let p = d.display();
         let log = d.join("error.log");
+        // Up means our nginx answers: a TLS handshake only our CA's server
+        // certificate passes, then 401 without credentials — never a
+        // process that took a port in between.
+        let ca = std::fs::read(d.join("ca.pem")).unwrap();
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
         for attempt in 0.. {
-            let (basic, keyed) = (free_port(), free_port());
+            let (basic, keyed) = (released_port(), released_port());
             let tls = format!(
                 "ssl_certificate {p}/server.pem; ssl_certificate_key {p}/server.key;\n  \
                  proxy_set_header Authorization \"\"; location / {{ proxy_pass {node}; }}"
@@ -158,9 +174,13 @@ impl TlsProxy {
                 .kill_on_drop(true)
                 .spawn()
                 .expect("nginx starts");
+            let up = |port: u16| {
+                let request = http.get(format!("https://127.0.0.1:{port}/")).send();
+                async move { request.await.is_ok_and(|r| r.status() == 401) }
+            };
+            // 400 rounds of 25 ms: 10 s for nginx to start or fail.
             for _ in 0..400 {
-                let up = |port| tokio::net::TcpStream::connect(("127.0.0.1", port));
-                if up(basic).await.is_ok() && up(keyed).await.is_ok() {
+                if up(basic).await && up(keyed).await {
                     return TlsProxy {
                         basic_url: format!("https://127.0.0.1:{basic}"),
                         api_key_url: format!("https://127.0.0.1:{keyed}"),
