@@ -412,3 +412,66 @@ async fn unreachable_cluster_fails_in_one_line() {
         "nothing was made on the real cluster"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_refill_from_the_command_line() {
+    let env = Env::new("clirefill", &["kb"], "").await;
+    let config = path(&env);
+    env.init("kb").await;
+    env.load_docs("kb", 40).await;
+    env.set_mapping("kb", MAPPING_V2);
+    let before = env.snapshot(&["kb"]).await;
+    // Bad combinations change nothing.
+    // A value clap refuses: its usage message, exit 2.
+    let run = reindexd(&["--config", &config, "reindex", "kb", "--engine", "nope"]).await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("expected \"client\", \"server\" or \"external\", found \"nope\""),
+        "{run:#?}"
+    );
+    reindexd(&[
+        "--config",
+        &config,
+        "reindex",
+        "kb",
+        "--engine",
+        "external",
+        "--requests-per-second",
+        "10",
+    ])
+    .await
+    .fails_with("no copy to throttle");
+    reindexd(&["--config", &config, "filled", "kb"])
+        .await
+        .fails_with("cannot declare filled kb: it is live");
+    assert_eq!(env.snapshot(&["kb"]).await, before);
+
+    // Stage 1 only: the command returns at once, nothing is copied.
+    let run = reindexd(&["--config", &config, "reindex", "kb", "--engine", "external"]).await;
+    assert!(
+        run.ok()
+            .stdout
+            .contains("run `reindexd filled kb` when it is done"),
+        "{run:#?}"
+    );
+    let b = env.aliases("kb").await.1[0].clone();
+    let answer = env
+        .es
+        .bulk(
+            common::ndjson_docs(&env.write_alias("kb"), 0..40),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!answer.errors);
+    let run = reindexd(&["--config", &config, "filled", "kb"]).await;
+    assert!(run.ok().stdout.starts_with("kb: ready"), "{run:#?}");
+    assert!(
+        run.stdout
+            .contains("40 in the new generation, 40 in the old"),
+        "{run:#?}"
+    );
+    assert_eq!(env.es.count(&b).await.unwrap(), 40);
+}

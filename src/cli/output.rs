@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::{CliResult, Status};
 use crate::copy::CopyHandle;
 use crate::migration::{
-    ClusterLook, IndexState, IndexView, Migrator, PhaseKind, RollbackReport, WritesPolicy,
+    ClusterLook, IndexState, IndexView, Migrator, PhaseKind, RollbackReport, StoredEngine,
+    WritesPolicy,
 };
 
 /// Prints the live progress of copies run by this process every 2 s.
@@ -78,19 +79,30 @@ pub fn describe(v: &IndexView) -> String {
     if let Some(p) = &v.progress {
         let width = 30;
         let filled = (p.ratio * width as f64).round() as usize;
-        line.push_str(&format!(
-            "\n  [{}{}] {:5.1}%  {} of {}  copied {}  superseded {}  resent {}  failed {}  {:.0} docs/s",
+        let bar = format!(
+            "\n  [{}{}] {:5.1}%  ",
             "#".repeat(filled),
             "-".repeat(width - filled.min(width)),
-            p.ratio * 100.0,
-            p.copied + p.superseded + p.resent + p.failed,
-            p.total,
-            p.copied,
-            p.superseded,
-            p.resent,
-            p.failed,
-            p.docs_per_second
-        ));
+            p.ratio * 100.0
+        );
+        line.push_str(&bar);
+        line.push_str(&if p.engine == StoredEngine::External {
+            format!(
+                "refilled by the application: {} in the new generation, {} in the old",
+                p.copied, p.total
+            )
+        } else {
+            format!(
+                "{} of {}  copied {}  superseded {}  resent {}  failed {}  {:.0} docs/s",
+                p.done(),
+                p.total,
+                p.copied,
+                p.superseded,
+                p.resent,
+                p.failed,
+                p.docs_per_second
+            )
+        });
         if let (None, Some(eta)) = (p.finished_at, p.eta_seconds) {
             line.push_str(&format!(
                 "  ETA {}",
@@ -113,6 +125,11 @@ pub fn describe(v: &IndexView) -> String {
         }
         if let Some(r) = p.requests_per_second {
             line.push_str(&format!("  throttled to {r} docs/s"));
+        }
+        if let Some(pipeline) = &p.pipeline {
+            line.push_str(&format!(
+                "\n  every document runs ingest pipeline {pipeline}"
+            ));
         }
     }
     if let Some(reason) = &v.reason {

@@ -164,6 +164,17 @@ pub enum CopyEngine {
     External,
 }
 
+impl CopyEngine {
+    /// The name the configuration and requests use.
+    pub fn name(self) -> &'static str {
+        match self {
+            CopyEngine::Client => "client",
+            CopyEngine::Server => "server",
+            CopyEngine::External => "external",
+        }
+    }
+}
+
 impl std::str::FromStr for CopyEngine {
     type Err = String;
 

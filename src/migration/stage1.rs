@@ -120,7 +120,7 @@ impl Migrator {
             }
         }
         self.count_alias_change(name, "write");
-        info!(index = name, source = %source, target = %target, engine = ?plan.engine, "stage 1: write alias moved to the new generation");
+        info!(index = name, source = %source, target = %target, engine = plan.engine.name(), "stage 1: write alias moved to the new generation");
         if external {
             return Ok(self.fill_snapshot(name, written.state).await);
         }

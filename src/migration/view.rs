@@ -34,6 +34,8 @@ pub struct IndexView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProgressView {
     pub engine: StoredEngine,
+    /// The ingest pipeline the copy's writes run.
+    pub pipeline: Option<String>,
     pub total: u64,
     pub copied: u64,
     /// The application wrote or deleted the document first.
@@ -77,6 +79,7 @@ impl ProgressView {
         };
         ProgressView {
             engine: copy.engine,
+            pipeline: copy.pipeline.clone(),
             total: copy.total,
             copied: copy.copied,
             superseded: copy.superseded,

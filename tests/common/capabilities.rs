@@ -16,6 +16,9 @@ pub struct Capabilities {
     pub data_streams: bool,
     /// Elasticsearch's x-pack security (users, roles, `_has_privileges`).
     pub security: bool,
+    /// Ingest processors (the ingest-common module: `uppercase`, `set`…);
+    /// pipelines themselves are core everywhere.
+    pub ingest_processors: bool,
 }
 
 /// The table: what each engine of the matrix is expected to have.
@@ -26,23 +29,27 @@ pub fn expected(info: &ServerInfo) -> Capabilities {
             reindex: true,
             data_streams: true,
             security: false,
+            ingest_processors: true,
         },
-        // 7.17 in-process from Elastic's jars: reindex, but no painless
-        // module was ever published, and no x-pack.
+        // 7.17 in-process from Elastic's jars: reindex, but no painless or
+        // ingest-common module was ever published, and no x-pack.
         Engine::Elasticsearch if info.version.major == 7 => Capabilities {
             painless: false,
             reindex: true,
             data_streams: false,
             security: false,
+            ingest_processors: false,
         },
         // The 8.x/9.x integ-test zips: only apm, netty4 and x-pack core and
-        // security modules (data streams are a module of their own). The
+        // security modules (data streams and ingest-common are modules of
+        // their own). The
         // test nodes run with security off; tests/security.rs has its own.
         Engine::Elasticsearch => Capabilities {
             painless: false,
             reindex: false,
             data_streams: false,
             security: true,
+            ingest_processors: false,
         },
     }
 }
@@ -104,11 +111,21 @@ pub async fn of_test_node() -> (Capabilities, ServerInfo) {
         .flat_map(|nodes| nodes.values())
         .flat_map(|node| node["modules"].as_array().into_iter().flatten())
         .any(|m| m["name"] == "x-pack-security");
+    let ingest_processors = http
+        .post(format!("{url}/_ingest/pipeline/_simulate"))
+        .json(&serde_json::json!({
+            "pipeline": {"processors": [{"uppercase": {"field": "t"}}]},
+            "docs": [{"_source": {"t": "a"}}]
+        }))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
     let found = Capabilities {
         painless,
         reindex,
         security,
         data_streams,
+        ingest_processors,
     };
     assert_eq!(
         found, want,
