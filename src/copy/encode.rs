@@ -86,6 +86,8 @@ pub struct Batcher {
     max_bytes: usize,
     /// Also cut at this many documents (small batches when throttled).
     max_docs: usize,
+    /// Whether action lines carry `version: 0, version_type: external`.
+    external_versions: bool,
     body: BytesMut,
     docs: Vec<DocRef>,
 }
@@ -106,6 +108,7 @@ impl Batcher {
             pipeline: None,
             max_bytes,
             max_docs: usize::MAX,
+            external_versions: true,
             body: BytesMut::with_capacity(max_bytes.min(64 << 20) + 4096),
             docs: Vec::new(),
         }
@@ -119,6 +122,16 @@ impl Batcher {
 
     pub fn set_max_docs(&mut self, max_docs: usize) {
         self.max_docs = max_docs.max(1);
+    }
+
+    /// Writes plain `index` actions, without `version` and
+    /// `version_type`: the engine's own versioning, so a write replaces
+    /// whatever is stored. Never for a copy (it would overwrite the
+    /// application's writes); for loading data, and for measuring what
+    /// external versioning costs.
+    pub fn without_external_versions(mut self) -> Self {
+        self.external_versions = false;
+        self
     }
 
     /// Adds one hit; returns a full batch when this hit filled one.
@@ -172,7 +185,9 @@ impl Batcher {
             b.extend_from_slice(b",\"routing\":");
             write_json_string(b, routing);
         }
-        b.extend_from_slice(b",\"version\":0,\"version_type\":\"external\"");
+        if self.external_versions {
+            b.extend_from_slice(b",\"version\":0,\"version_type\":\"external\"");
+        }
         if let Some(pipeline) = &self.pipeline {
             b.extend_from_slice(b",\"pipeline\":");
             write_json_string(b, pipeline);
@@ -268,6 +283,17 @@ mod tests {
         let again = first.subset(&[1]);
         assert_eq!(again.docs[0].id, first.docs[1].id);
         assert_eq!(&again.body[..], &first.body[first.docs[1].range.clone()]);
+    }
+
+    #[test]
+    fn plain_actions_leave_versioning_to_the_engine() {
+        let mut b = Batcher::new("t", 1 << 20).without_external_versions();
+        b.push(0, 0, &hit("1", Some("r"), r#"{"x":1}"#)).unwrap();
+        let batch = b.flush().unwrap();
+        assert_eq!(
+            std::str::from_utf8(&batch.body).unwrap(),
+            "{\"index\":{\"_index\":\"t\",\"_id\":\"1\",\"routing\":\"r\"}}\n{\"x\":1}\n"
+        );
     }
 
     #[test]

@@ -15,8 +15,9 @@
 //! watch (counters, [`RunState`]) a copy. In the client engine `encode`
 //! builds bodies, `outcome` classifies bulk answers, `adaptive` sets how
 //! many bulk requests may be in flight, `read_plan`, `reader` and `writer`
-//! do the I/O and `pipeline` wires them. This module changes no alias; it
-//! never imports the API.
+//! do the I/O and `pipeline` wires them; [`BulkWriter`] offers the same
+//! write path to tools outside a copy run. This module changes no alias;
+//! it never imports the API.
 
 mod adaptive;
 mod client;
@@ -48,3 +49,4 @@ pub(crate) use lease::owner_id;
 pub use registry::Jobs;
 pub use stats::CopyStats;
 pub use telemetry::Telemetry;
+pub use writer::{BulkWriter, RetryPolicy};

@@ -1,0 +1,112 @@
+"""The bench run: the steps in order, and its command line."""
+
+import argparse
+import os
+import subprocess
+import sys
+
+from .common import NAMES, BenchError, log, parse_size
+from .dataset import Dataset
+from .node import NodeControl
+from .report import Report
+from .runners import Runners
+from .tools import Tools
+
+
+class Bench(NodeControl, Tools, Dataset, Runners, Report):
+    """One bench run's state; its steps live in the mixins, one concern each."""
+
+    def __init__(self, args):
+        self.args = args
+        self.work = os.path.abspath(args.work)
+        os.makedirs(os.path.join(self.work, "mappings"), exist_ok=True)
+        os.makedirs(os.path.join(self.work, "logs"), exist_ok=True)
+        self.results = []
+        self.started_node = False
+        self.node = None
+        self.node_pid = None
+        self.engine = None
+        self.version = None
+
+    def wanted(self, name):
+        return name not in self.args.skip
+
+
+def parse_args(doc):
+    """The command line; `doc` is scripts/bench's docstring (its first
+    paragraph is the description)."""
+    p = argparse.ArgumentParser(prog="bench", description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--docs", type=int, default=1_000_000, help="documents in the dataset (default 1000000)")
+    p.add_argument("--port", type=int, default=9290, help="node HTTP port (default 9290)")
+    p.add_argument("--skip", default="", help=f"comma-separated measurements to skip: {', '.join(NAMES)}")
+    p.add_argument("--work", default="/tmp/reindexd-bench", help="logs, data file, results (default /tmp/reindexd-bench)")
+    p.add_argument("--reuse-source", action="store_true",
+                   help="keep an already loaded source of the same size instead of reloading it")
+    p.add_argument("--keep-node", action="store_true", help="leave a node this script started running")
+    p.add_argument("--reindexd-bin", help="use this reindexd binary instead of building one")
+    p.add_argument("--perf", action="store_true", help="record (a) with perf record -g (into --work/perf.data)")
+    g = p.add_argument_group("dataset (scripts/gen-kb)")
+    g.add_argument("--shards", type=int, default=None,
+                   help="primary shards of source and targets (default: as mappings/wiki*.json say, 2)")
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--doc-bytes", type=int, default=1024)
+    g.add_argument("--routing-every", type=int, default=10, help="every K-th document routed by locale (default 10)")
+    g = p.add_argument_group("reindexd [copy] settings (a); page size also used by (b)")
+    g.add_argument("--slices", type=int, default=None, help="default: one per primary shard")
+    g.add_argument("--page-size", type=int, default=1000)
+    g.add_argument("--batch-bytes", default="8MiB")
+    g.add_argument("--max-concurrency", type=int, default=8)
+    g = p.add_argument_group("other engines")
+    g.add_argument("--python-chunk-size", type=int, default=1000)
+    g.add_argument("--elasticdump-limit", type=int, default=1000)
+    g.add_argument("--elasticdump-max-docs", type=int, default=200_000,
+                   help="copy only this prefix with elasticdump (0 = all; default 200000)")
+    g.add_argument("--ceiling-concurrency", default="1,2,4,8")
+    args = p.parse_args()
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    bad = args.skip - set(NAMES)
+    if bad:
+        p.error(f"unknown --skip name(s): {', '.join(sorted(bad))}; known: {', '.join(NAMES)}")
+    if args.shards is not None and not 1 <= args.shards <= 1024:
+        p.error(f"--shards must be 1 to 1024, found {args.shards}")
+    try:
+        parse_size(args.batch_bytes)
+    except argparse.ArgumentTypeError as e:
+        p.error(str(e))
+    if not os.path.exists("/usr/bin/time"):
+        p.error("/usr/bin/time (GNU time) is needed: apt-get install time")
+    return args
+
+
+def main(doc):
+    """Runs every wanted measurement, prints the table; exits 1 when one failed."""
+    args = parse_args(doc)
+    bench = Bench(args)
+    failed = None
+    try:
+        bench.build()
+        bench.start_node()
+        bench.install_tools()
+        bench.write_config()
+        bench.prepare_source()
+        for name, fn in (("reindexd", bench.run_reindexd), ("server", bench.run_server),
+                         ("python", bench.run_python), ("elasticdump", bench.run_elasticdump),
+                         ("ceiling", bench.run_ceiling)):
+            try:
+                bench.measure(name, fn)
+            except BenchError as e:
+                log(f"{name} FAILED: {e}")
+                failed = failed or e
+    except (BenchError, subprocess.CalledProcessError) as e:
+        log(f"FAILED: {e}")
+        failed = e
+    except KeyboardInterrupt:
+        log("interrupted")
+        failed = "interrupted"
+    finally:
+        if bench.results:
+            print(bench.report())
+            log(f"results: {os.path.join(bench.work, 'results.json')}")
+        bench.stop_node()
+    sys.exit(1 if failed else 0)
