@@ -176,6 +176,7 @@ async fn run(case: &Case) -> Trace {
     let controls = Arc::new(watch::Sender::new(Control {
         paused: false,
         requests_per_second: case.rate,
+        background: false,
     }));
     let mut control = controls.subscribe();
     let gauge = Gauge::default();
