@@ -8,10 +8,11 @@ use super::{seg, Body, EsClient, EsError};
 
 impl EsClient {
     /// Runs `body` as a search on `index` and only checks the answer; the
-    /// caller times it.
+    /// caller times it. Never from the request cache: a cached `size: 0`
+    /// answer would stay fast however busy the node is.
     pub async fn probe_search(&self, index: &str, body: &Value) -> Result<(), EsError> {
         let path = format!("/{}/_search", seg(index));
-        let query = [("filter_path", "took")];
+        let query = [("filter_path", "took"), ("request_cache", "false")];
         self.send_ok(Method::Post, &path, &query, Some(Body::json(body)), None)
             .await
             .map(drop)
