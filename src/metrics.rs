@@ -83,6 +83,11 @@ impl Metrics {
             t.concurrency.clone(),
         );
         registry.register(
+            "copy_yield_seconds",
+            "Pause between bulk requests of a background copy while live search suffers",
+            t.search_yield.clone(),
+        );
+        registry.register(
             "alias_changes",
             "Alias changes made, by kind (write, read, rollback)",
             migrator.alias_changes().clone(),

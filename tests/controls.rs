@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Daemon, Env, MAPPING_V2};
+use common::{metric, Daemon, Env, MAPPING_V2};
 use reindexd::copy::{drive, Control, CopyHandle, RunState};
 use reindexd::migration::Action;
 
@@ -190,15 +190,8 @@ async fn set_control(
     handle.set_control(Control {
         paused,
         requests_per_second: rate,
+        background: false,
     });
-}
-
-/// Value of the first series of `name` with `labels` in an exposition.
-fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -222,19 +215,9 @@ async fn metrics_move_with_the_copy_and_agree_with_the_state() {
         )
         .await;
     assert_eq!(status, 200);
-    let scrape = || async {
-        daemon
-            .http
-            .get(format!("{}/metrics", daemon.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = || daemon.metrics();
     let label = "index=\"kb\"";
-    let copied = |t: &str| sample(t, "reindexd_documents_copied_total", label);
+    let copied = |t: &str| metric(t, "reindexd_documents_copied_total", label);
     // Two scrapes while copying, the second once the counter moved on.
     let first = common::eventually_value(
         "a scrape of a copy under way",
@@ -249,7 +232,7 @@ async fn metrics_move_with_the_copy_and_agree_with_the_state() {
     )
     .await;
     assert_eq!(
-        sample(&first, "reindexd_phase", "phase=\"copying\""),
+        metric(&first, "reindexd_phase", "phase=\"copying\""),
         Some(1.0),
         "{first}"
     );
@@ -266,12 +249,12 @@ async fn metrics_move_with_the_copy_and_agree_with_the_state() {
     )
     .await;
     assert_eq!(
-        sample(&first, "reindexd_source_documents", label),
+        metric(&first, "reindexd_source_documents", label),
         Some(6_000.0)
     );
-    assert!(sample(&second, "reindexd_bulk_requests_total", "outcome=\"ok\"").unwrap() > 0.0);
+    assert!(metric(&second, "reindexd_bulk_requests_total", "outcome=\"ok\"").unwrap() > 0.0);
     assert_eq!(
-        sample(&second, "reindexd_concurrency_limit", label),
+        metric(&second, "reindexd_concurrency_limit", label),
         Some(1.0),
         "copy.max_concurrency bounds the running copy: {second}"
     );
@@ -281,17 +264,17 @@ async fn metrics_move_with_the_copy_and_agree_with_the_state() {
         .await;
     let last = scrape().await;
     assert_eq!(
-        sample(&last, "reindexd_phase", "phase=\"ready\""),
+        metric(&last, "reindexd_phase", "phase=\"ready\""),
         Some(1.0)
     );
     assert_eq!(copied(&last), view["progress"]["copied"].as_f64());
     assert_eq!(
-        sample(&last, "reindexd_documents_superseded_total", label),
+        metric(&last, "reindexd_documents_superseded_total", label),
         view["progress"]["superseded"].as_f64()
     );
-    assert_eq!(sample(&last, "reindexd_progress_ratio", label), Some(1.0));
+    assert_eq!(metric(&last, "reindexd_progress_ratio", label), Some(1.0));
     assert_eq!(
-        sample(&last, "reindexd_alias_changes_total", "kind=\"write\""),
+        metric(&last, "reindexd_alias_changes_total", "kind=\"write\""),
         Some(1.0)
     );
     assert!(last.trim_end().ends_with("# EOF"));

@@ -70,22 +70,8 @@ async fn the_application_refills_and_filled_verifies_the_counts() {
     )
     .await;
     assert_eq!(view["progress"]["total"], 500, "{view}");
-    let metrics = daemon
-        .http
-        .get(format!("{}/metrics", daemon.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let sample = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}{{index=\"kb\"}} ")))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
+    let metrics = daemon.metrics().await;
+    let sample = |name: &str| common::metric(&metrics, name, "index=\"kb\"");
     assert_eq!(
         sample("reindexd_documents_copied_total"),
         Some(490.0),

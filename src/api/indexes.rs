@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::AppState;
 use crate::config::bounds::check_rate;
-use crate::config::CopyEngine;
+use crate::config::{CopyEngine, Priority};
 use crate::migration::{
     Action, ClusterLook, CopyProgress, IndexState, IndexView, Stage1Options, WritesPolicy,
 };
@@ -68,6 +68,8 @@ pub struct ReindexBody {
     engine: Option<CopyEngine>,
     /// An ingest pipeline instead of the configured one.
     pipeline: Option<String>,
+    /// `normal` or `background` instead of `copy.priority`.
+    priority: Option<Priority>,
 }
 
 impl ReindexBody {
@@ -76,6 +78,7 @@ impl ReindexBody {
             engine: self.engine,
             pipeline: self.pipeline,
             requests_per_second: self.requests_per_second,
+            priority: self.priority,
         }
     }
 }
@@ -124,6 +127,8 @@ pub struct MegapackBody {
     engine: Option<CopyEngine>,
     #[serde(default)]
     pipeline: Option<String>,
+    #[serde(default)]
+    priority: Option<Priority>,
 }
 
 /// `POST /v1/reindex`: stage 1 for several logical indexes at once. All
@@ -134,6 +139,7 @@ pub async fn megapack(State(app): State<AppState>, bytes: Bytes) -> Result<Json<
         engine: request.engine,
         pipeline: request.pipeline,
         requests_per_second: request.requests_per_second,
+        priority: request.priority,
     };
     let started = start(&app, &request.indexes, &options).await?;
     let views: Vec<IndexView> = started.iter().map(|s| view_of(&app, s)).collect();
@@ -186,6 +192,31 @@ pub async fn throttle(
     }
     control(&app, &name, Action::Throttle, move |c| {
         c.requests_per_second = request.requests_per_second
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityBody {
+    priority: Option<Priority>,
+}
+
+/// `POST /v1/indexes/{name}/priority` with `{"priority": "background"}`
+/// (or `"normal"`): whether the running copy yields to live search.
+pub async fn priority(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<IndexView>, ApiError> {
+    let Some(priority) = body::<PriorityBody>(&bytes)?.priority else {
+        return Err(ApiError::bad_request(
+            "malformed_body",
+            "send {\"priority\": \"background\"} or {\"priority\": \"normal\"}",
+        ));
+    };
+    control(&app, &name, Action::Priority, move |c| {
+        c.background = priority == Priority::Background
     })
     .await
 }

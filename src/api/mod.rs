@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/indexes/{name}/pause", post(indexes::pause))
         .route("/indexes/{name}/resume", post(indexes::resume))
         .route("/indexes/{name}/throttle", post(indexes::throttle))
+        .route("/indexes/{name}/priority", post(indexes::priority))
         .route("/indexes/{name}/accept", post(indexes::accept))
         .route("/indexes/{name}/filled", post(indexes::filled))
         .route("/indexes/{name}/flip", post(indexes::flip))

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::bounds::check_rate;
-use crate::config::{Config, CopyEngine, Overrides, DEFAULT_PATH};
+use crate::config::{Config, CopyEngine, Overrides, Priority, DEFAULT_PATH};
 use crate::logging::LogLevel;
 
 /// `println!` that returns a write error (a closed pipe) to the caller
@@ -89,6 +89,9 @@ pub enum Command {
     Resume(One),
     /// Limit a running copy to RATE documents per second ("off" for none).
     Throttle(Throttle),
+    /// Set a running copy's priority: normal, or background (it backs off
+    /// while live searches slow down).
+    Priority(PriorityArgs),
     /// Accept the recorded document failures of a copy, allowing `ready`.
     Accept(One),
     /// The application's refill (engine external) is done: count and verify.
@@ -174,6 +177,10 @@ pub struct Reindex {
     /// configured one.
     #[arg(long)]
     pub pipeline: Option<String>,
+    /// normal, or background: the copy backs off while live searches
+    /// slow down (instead of copy.priority).
+    #[arg(long)]
+    pub priority: Option<Priority>,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +199,13 @@ pub struct Throttle {
     pub name: String,
     /// Documents per second, or "off".
     pub rate: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PriorityArgs {
+    pub name: String,
+    /// normal or background.
+    pub priority: Priority,
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +294,13 @@ pub async fn run(cli: Cli, config: Config, log: LogLevel) -> CliResult {
             let rate = parse_rate(&t.rate)?;
             control(&migrator, &t.name, Action::Throttle, move |c| {
                 c.requests_per_second = rate
+            })
+            .await
+        }
+        Command::Priority(p) => {
+            let background = p.priority == Priority::Background;
+            control(&migrator, &p.name, Action::Priority, move |c| {
+                c.background = background
             })
             .await
         }
@@ -424,6 +445,7 @@ async fn reindex(migrator: &Migrator, r: Reindex) -> CliResult {
         engine: r.engine,
         pipeline: r.pipeline.clone(),
         requests_per_second: r.requests_per_second,
+        priority: r.priority,
     };
     let states = migrator.reindex_all(&r.names, &options).await?;
     let mut started = Vec::new();

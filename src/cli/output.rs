@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{CliResult, Status};
+use crate::config::Priority;
 use crate::copy::CopyHandle;
 use crate::migration::{
     ClusterLook, IndexState, IndexView, Migrator, PhaseKind, RollbackReport, StoredEngine,
@@ -111,6 +112,9 @@ pub fn describe(v: &IndexView) -> String {
         }
         if p.paused {
             line.push_str("  PAUSED");
+        }
+        if p.priority == Priority::Background {
+            line.push_str("  background priority");
         }
         if let (None, Some(error)) = (p.finished_at, &p.last_error) {
             line.push_str(&format!("\n  retrying after: {error}"));

@@ -137,6 +137,51 @@ pub struct CopyConfig {
     pub gc_deletes: Duration,
     /// Attempts of one bulk item on 429/5xx before the copy stops with an error.
     pub max_retries: u32,
+    /// How client copies start: at full speed, or yielding to live search.
+    pub priority: Priority,
+    /// The search body a background copy sends to the read alias to
+    /// gauge live search latency (`size` 0 is added when unset).
+    pub search_probe: serde_json::Value,
+}
+
+/// Whose turn it is when the cluster is busy: the copy's (`normal`, as
+/// fast as the cluster takes), or live search's (`background`: the copy
+/// backs off while searches slow down, and grows back when they recover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    #[default]
+    Normal,
+    Background,
+}
+
+impl Priority {
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Normal => "normal",
+            Priority::Background => "background",
+        }
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "normal" => Ok(Priority::Normal),
+            "background" => Ok(Priority::Background),
+            other => Err(format!(
+                "expected \"normal\" or \"background\", found {other:?}"
+            )),
+        }
+    }
+}
+
+/// The probe a background copy sends when `copy.search_probe` is unset:
+/// the cheapest search that still waits in the search thread pool.
+pub fn default_search_probe() -> serde_json::Value {
+    serde_json::json!({"size": 0, "query": {"match_all": {}}})
 }
 
 impl Default for CopyConfig {
@@ -151,6 +196,8 @@ impl Default for CopyConfig {
             scroll_keep_alive: Duration::from_secs(300),
             gc_deletes: Duration::from_secs(48 * 3600),
             max_retries: 12,
+            priority: Priority::Normal,
+            search_probe: default_search_probe(),
         }
     }
 }

@@ -65,6 +65,10 @@ pub struct RawCopy {
     pub scroll_keep_alive: Option<String>,
     pub gc_deletes: Option<String>,
     pub max_retries: Option<u32>,
+    /// `normal` or `background`.
+    pub priority: Option<String>,
+    /// A JSON search body (text).
+    pub search_probe: Option<String>,
 }
 
 /// A byte size: a plain number or a string such as `"8MiB"`.

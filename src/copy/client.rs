@@ -11,6 +11,7 @@ use super::error::CopyError;
 use super::handle::{CopyHandle, RunState};
 use super::lease::Claim;
 use super::pipeline::{run_pipeline, PipelineSpec};
+use super::priority::SearchProbe;
 use super::read_plan::{close, plan_read, ReadPlan};
 use super::reader::ReadSpec;
 use super::stats::CopyStats;
@@ -117,6 +118,10 @@ fn pipeline_spec(claim: &Claim<'_>, plan: &ReadPlan) -> PipelineSpec {
         },
         target: claim.target.clone(),
         pipeline: claim.pipeline.clone(),
+        probe: SearchProbe {
+            index: claim.migrator.names(claim.name).read_alias(),
+            body: config.copy.search_probe.clone(),
+        },
         retry: RetryPolicy {
             min_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(30),

@@ -14,6 +14,8 @@ pub struct Control {
     pub paused: bool,
     /// Documents per second; `None` = unthrottled.
     pub requests_per_second: Option<f64>,
+    /// Yield to live search (background priority).
+    pub background: bool,
 }
 
 impl Control {
@@ -22,6 +24,7 @@ impl Control {
         Control {
             paused: copy.paused,
             requests_per_second: copy.requests_per_second,
+            background: copy.background,
         }
     }
 }
@@ -98,6 +101,7 @@ pub async fn admit(pacer: &mut Pacer, docs: usize, control: &mut watch::Receiver
         let Control {
             paused,
             requests_per_second: rate,
+            ..
         } = *control.borrow_and_update();
         if !paused {
             let wait = pacer.due(rate, Instant::now());

@@ -192,6 +192,7 @@ mod tests {
         let paused = Control {
             paused: true,
             requests_per_second: None,
+            background: false,
         };
         // Paused before copying: a claiming run stays claiming.
         handle.set_control(paused);
@@ -214,6 +215,7 @@ mod tests {
         handle.set_control(Control {
             paused: false,
             requests_per_second: Some(10.0),
+            background: false,
         });
         assert_eq!(handle.run_state(), RunState::Copying);
         assert_eq!(handle.control().requests_per_second, Some(10.0));

@@ -30,6 +30,7 @@ mod lease;
 mod outcome;
 mod permits;
 mod pipeline;
+mod priority;
 mod read_plan;
 mod reader;
 mod registry;

@@ -161,6 +161,29 @@ async fn write(
     concurrency.release(permit);
 }
 
+/// Plays the operator's events of a case at their times.
+async fn operate(
+    events: Vec<(u64, Event)>,
+    t0: Instant,
+    controls: Arc<watch::Sender<Control>>,
+    concurrency: Arc<Concurrency>,
+    endpoint: Shared,
+    gauge: Gauge,
+) {
+    for (ms, event) in events {
+        tokio::time::sleep_until(t0 + Duration::from_millis(ms)).await;
+        match event {
+            Pause => controls.send_modify(|c| c.paused = true),
+            Resume => controls.send_modify(|c| c.paused = false),
+            Throttle(rate) => controls.send_modify(|c| c.requests_per_second = rate),
+            MaxConcurrency(max) => {
+                concurrency.set_max(max);
+                record_limit(&endpoint, &gauge);
+            }
+        }
+    }
+}
+
 async fn run(case: &Case) -> Trace {
     let t0 = Instant::now();
     let endpoint: Shared = Arc::new(Mutex::new(Endpoint {
@@ -176,35 +199,21 @@ async fn run(case: &Case) -> Trace {
     let controls = Arc::new(watch::Sender::new(Control {
         paused: false,
         requests_per_second: case.rate,
+        background: false,
     }));
     let mut control = controls.subscribe();
     let gauge = Gauge::default();
     let concurrency = Arc::new(Concurrency::new(case.initial, case.max, gauge.clone()));
     record_limit(&endpoint, &gauge);
 
-    let operator = {
-        let (events, controls, concurrency, endpoint, gauge) = (
-            case.events.clone(),
-            controls.clone(),
-            concurrency.clone(),
-            endpoint.clone(),
-            gauge.clone(),
-        );
-        tokio::spawn(async move {
-            for (ms, event) in events {
-                tokio::time::sleep_until(t0 + Duration::from_millis(ms)).await;
-                match event {
-                    Pause => controls.send_modify(|c| c.paused = true),
-                    Resume => controls.send_modify(|c| c.paused = false),
-                    Throttle(rate) => controls.send_modify(|c| c.requests_per_second = rate),
-                    MaxConcurrency(max) => {
-                        concurrency.set_max(max);
-                        record_limit(&endpoint, &gauge);
-                    }
-                }
-            }
-        })
-    };
+    let operator = tokio::spawn(operate(
+        case.events.clone(),
+        t0,
+        controls.clone(),
+        concurrency.clone(),
+        endpoint.clone(),
+        gauge.clone(),
+    ));
 
     let mut pacer = Pacer::new();
     let mut writers = JoinSet::new();
@@ -237,6 +246,20 @@ fn spaced(from: u64, every: u64, n: u64) -> Vec<u64> {
 }
 
 fn cases() -> Vec<Case> {
+    [
+        throttle_cases(),
+        throttle_change_cases(),
+        pause_cases(),
+        backpressure_cases(),
+        max_concurrency_cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Pacing under a throttle.
+fn throttle_cases() -> Vec<Case> {
     vec![
         Case {
             name: "a throttle spaces batches by their share of time, exactly",
@@ -273,6 +296,12 @@ fn cases() -> Vec<Case> {
                 ..Expect::default()
             },
         },
+    ]
+}
+
+/// A throttle changed live.
+fn throttle_change_cases() -> Vec<Case> {
+    vec![
         Case {
             name: "a copy throttled to a crawl goes on as soon as the throttle is raised",
             batches: 5,
@@ -303,6 +332,12 @@ fn cases() -> Vec<Case> {
                 ..Expect::default()
             },
         },
+    ]
+}
+
+/// Pause and resume.
+fn pause_cases() -> Vec<Case> {
+    vec![
         Case {
             name: "pause admits nothing, even a batch already due; resume goes on at once",
             batches: 12,
@@ -337,6 +372,12 @@ fn cases() -> Vec<Case> {
                 ..Expect::default()
             },
         },
+    ]
+}
+
+/// The concurrency limit: growth, and backpressure (429, 503).
+fn backpressure_cases() -> Vec<Case> {
+    vec![
         Case {
             name: "sustained success grows the limit one at a time up to max_concurrency",
             batches: 80,
@@ -387,6 +428,12 @@ fn cases() -> Vec<Case> {
                 ..Expect::default()
             },
         },
+    ]
+}
+
+/// max_concurrency changed live.
+fn max_concurrency_cases() -> Vec<Case> {
+    vec![
         Case {
             name: "a lower max_concurrency takes permits back, held ones as they return",
             batches: 40,
@@ -471,8 +518,14 @@ fn check(case: &Case, trace: &Trace) -> Vec<String> {
     if let Some(calls) = e.calls {
         compare("calls", calls.to_string(), trace.calls.to_string());
     }
-    // Whatever the row: never more requests in flight than the bound
-    // allows, and every batch sent.
+    wrong.extend(invariants(case, trace, most(0)));
+    wrong
+}
+
+/// What holds whatever the row: never more requests in flight (`most`)
+/// than the bound allows, and every batch sent.
+fn invariants(case: &Case, trace: &Trace, most: usize) -> Vec<String> {
+    let mut wrong = Vec::new();
     let bound = case
         .events
         .iter()
@@ -481,8 +534,8 @@ fn check(case: &Case, trace: &Trace) -> Vec<String> {
             _ => None,
         })
         .fold(case.max.max(case.initial), usize::max);
-    if most(0) > bound {
-        wrong.push(format!("{} in flight, bound {bound}", most(0)));
+    if most > bound {
+        wrong.push(format!("{most} in flight, bound {bound}"));
     }
     if trace.sent_ms.len() != case.batches {
         wrong.push(format!(

@@ -3,7 +3,11 @@
 //! pages in the channel, plus one batch being built, plus one batch per
 //! permit in flight.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -15,6 +19,7 @@ use super::control::{admit, max_docs_per_batch, Control, Pacer};
 use super::encode::{Batch, Batcher};
 use super::error::CopyError;
 use super::permits::Concurrency;
+use super::priority::{baseline, follow_search, SearchProbe};
 use super::reader::{read_slice, ReadSpec, SlicePage};
 use super::stats::CopyStats;
 use super::writer::{send_batch, RetryPolicy};
@@ -28,6 +33,8 @@ pub struct PipelineSpec {
     pub target: String,
     /// The ingest pipeline every bulk action names, if any.
     pub pipeline: Option<String>,
+    /// What a background copy probes live search with.
+    pub probe: SearchProbe,
     pub config: CopyConfig,
     pub retry: RetryPolicy,
 }
@@ -41,12 +48,25 @@ pub async fn run_pipeline(
     tuning: watch::Receiver<Tuning>,
     cancel: CancellationToken,
 ) -> Result<(), CopyError> {
+    let baseline = baseline(&spec.read.es, &spec.probe).await;
     let (mut readers, mut pages) = spawn_readers(&spec, &stats, &cancel);
     let mut dispatch = Dispatch::new(&spec, &stats, &tuning, &cancel);
     let _retune = AbortOnDropHandle::new(tokio::spawn(follow_max_concurrency(
         tuning,
         dispatch.concurrency.clone(),
     )));
+    let _yield = AbortOnDropHandle::new(tokio::spawn(
+        follow_search(
+            spec.read.es.clone(),
+            spec.probe.clone(),
+            baseline,
+            control.clone(),
+            dispatch.concurrency.clone(),
+            dispatch.pause.clone(),
+            cancel.child_token(),
+        )
+        .in_current_span(),
+    ));
     let mut batcher =
         Batcher::new(&spec.target, spec.config.batch_bytes).with_pipeline(spec.pipeline.as_deref());
     loop {
@@ -172,6 +192,9 @@ struct Dispatch {
     concurrency: Arc<Concurrency>,
     writers: JoinSet<Result<(), CopyError>>,
     pacer: Pacer,
+    /// Seconds to wait before each batch while live search suffers
+    /// (background priority).
+    pause: Gauge<f64, AtomicU64>,
     cancel: CancellationToken,
 }
 
@@ -193,6 +216,7 @@ impl Dispatch {
             )),
             writers: JoinSet::new(),
             pacer: Pacer::new(),
+            pause: stats.telemetry.search_yield.clone(),
             cancel: cancel.clone(),
         }
     }
@@ -209,6 +233,13 @@ impl Dispatch {
                 if !admitted { return Err(CopyError::Cancelled) }
             }
             _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
+        }
+        let pause = Duration::from_secs_f64(self.pause.get().max(0.0));
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
+            }
         }
         let permit = tokio::select! {
             permit = self.concurrency.acquire() => permit,

@@ -225,7 +225,8 @@ mod tests {
         assert_eq!(
             rate(&Control {
                 paused: true,
-                requests_per_second: Some(5.0)
+                requests_per_second: Some(5.0),
+                background: false,
             }),
             Some(PAUSED_RATE)
         );

@@ -2,6 +2,8 @@
 //! Prometheus metric families so the metrics endpoint can export them as
 //! they are. Copy runs come and go; these only grow.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -34,6 +36,8 @@ pub struct Telemetry {
     pub rejections: Family<IndexLabel, Counter>,
     pub retries: Family<IndexLabel, Counter>,
     pub concurrency: Family<IndexLabel, Gauge>,
+    /// The pause between batches of a background copy, seconds.
+    pub search_yield: Family<IndexLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Telemetry {
@@ -44,6 +48,7 @@ impl Default for Telemetry {
             rejections: Family::default(),
             retries: Family::default(),
             concurrency: Family::default(),
+            search_yield: Family::default(),
         }
     }
 }
@@ -58,6 +63,7 @@ pub struct IndexTelemetry {
     pub rejections: Counter,
     pub retries: Counter,
     pub concurrency: Gauge,
+    pub search_yield: Gauge<f64, AtomicU64>,
 }
 
 impl Telemetry {
@@ -81,6 +87,7 @@ impl Telemetry {
             rejections: self.rejections.get_or_create(&label).clone(),
             retries: self.retries.get_or_create(&label).clone(),
             concurrency: self.concurrency.get_or_create(&label).clone(),
+            search_yield: self.search_yield.get_or_create(&label).clone(),
         }
     }
 }

@@ -53,6 +53,12 @@ impl EsError {
         }
     }
 
+    /// The cluster refused to create an index because one of that name
+    /// exists.
+    pub fn is_already_exists(&self) -> bool {
+        self.error_type() == Some("resource_already_exists_exception")
+    }
+
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }

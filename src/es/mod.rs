@@ -23,6 +23,7 @@ mod ingest;
 mod inspect;
 mod keys;
 mod search;
+mod search_health;
 mod security;
 mod seq_nos;
 mod tasks;

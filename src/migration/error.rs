@@ -87,7 +87,7 @@ pub enum MigrationError {
 impl MigrationError {
     /// The cluster refused to create an index because one of that name exists.
     pub fn is_already_exists(&self) -> bool {
-        matches!(self, MigrationError::Cluster(e) if e.error_type() == Some("resource_already_exists_exception"))
+        matches!(self, MigrationError::Cluster(e) if e.is_already_exists())
     }
 
     /// True when the cluster could not be reached: report 503, not a bad request.

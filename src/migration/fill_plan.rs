@@ -3,7 +3,7 @@
 //! changes.
 
 use crate::config::bounds::check_rate;
-use crate::config::{check_pipeline, CopyEngine, IndexConfig};
+use crate::config::{check_pipeline, CopyEngine, IndexConfig, Priority};
 
 use super::error::MigrationError;
 
@@ -14,6 +14,8 @@ pub struct Stage1Options {
     pub pipeline: Option<String>,
     /// Start the copy throttled at this many documents per second.
     pub requests_per_second: Option<f64>,
+    /// Start the copy at this priority instead of `copy.priority`.
+    pub priority: Option<Priority>,
 }
 
 /// The fill one index gets: configuration and request combined.
@@ -22,22 +24,31 @@ pub struct FillPlan {
     pub engine: CopyEngine,
     pub pipeline: Option<String>,
     pub requests_per_second: Option<f64>,
+    /// Yield to live search: asked by the request, or `copy.priority`
+    /// for a client copy (the only engine that can yield).
+    pub background: bool,
 }
 
 impl FillPlan {
     /// The index's configuration as it is, without overrides.
-    pub fn configured(config: &IndexConfig) -> FillPlan {
+    pub fn configured(config: &IndexConfig, default: Priority) -> FillPlan {
         FillPlan {
             engine: config.engine,
             pipeline: config.pipeline.clone(),
             requests_per_second: None,
+            background: config.engine == CopyEngine::Client && default == Priority::Background,
         }
     }
 }
 
 impl Stage1Options {
-    /// The plan for `config`'s index, or why the combination is refused.
-    pub fn plan(&self, config: &IndexConfig) -> Result<FillPlan, MigrationError> {
+    /// The plan for `config`'s index (`default`: `copy.priority`), or why
+    /// the combination is refused.
+    pub fn plan(
+        &self,
+        config: &IndexConfig,
+        default: Priority,
+    ) -> Result<FillPlan, MigrationError> {
         let invalid = |m: String| Err(MigrationError::Invalid(m));
         if let Some(rate) = self.requests_per_second {
             check_rate(rate).map_err(MigrationError::Invalid)?;
@@ -53,6 +64,13 @@ impl Stage1Options {
             (None, CopyEngine::External) => None,
             (None, _) => config.pipeline.clone(),
         };
+        if self.priority.is_some() && engine != CopyEngine::Client {
+            return invalid(format!(
+                "{}: only the client engine can change its pace for live search; the {} engine has no priority",
+                config.name,
+                engine.name()
+            ));
+        }
         if engine == CopyEngine::External {
             if self.requests_per_second.is_some() {
                 return invalid(format!(
@@ -69,10 +87,15 @@ impl Stage1Options {
                 ));
             }
         }
+        let priority = match engine {
+            CopyEngine::Client => self.priority.unwrap_or(default),
+            _ => Priority::Normal,
+        };
         Ok(FillPlan {
             engine,
             pipeline,
             requests_per_second: self.requests_per_second,
+            background: priority == Priority::Background,
         })
     }
 }
@@ -101,7 +124,38 @@ mod tests {
             engine,
             pipeline: pipeline.map(str::to_owned),
             requests_per_second: rate,
+            priority: None,
         }
+    }
+
+    #[test]
+    fn only_client_copies_take_a_priority() {
+        use CopyEngine::*;
+        let background = |engine| Stage1Options {
+            engine: Some(engine),
+            priority: Some(Priority::Background),
+            ..Default::default()
+        };
+        let plan = background(Client).plan(&config(Client, None), Priority::Normal);
+        assert!(plan.unwrap().background);
+        for engine in [Server, External] {
+            let refused = background(engine).plan(&config(Client, None), Priority::Normal);
+            assert!(
+                matches!(refused, Err(MigrationError::Invalid(_))),
+                "{engine:?}"
+            );
+        }
+        // The configured default reaches client copies only.
+        let by_default = |engine| {
+            Stage1Options::default()
+                .plan(&config(engine, None), Priority::Background)
+                .unwrap()
+                .background
+        };
+        assert_eq!(
+            (by_default(Client), by_default(Server), by_default(External)),
+            (true, false, false)
+        );
     }
 
     /// (configured engine, configured pipeline, request, the plan's engine
@@ -167,7 +221,7 @@ mod tests {
             (Client, None, options(None, None, Some(f64::NAN)), None),
         ];
         for (engine, pipeline, request, expected) in table {
-            let got = request.plan(&config(engine, pipeline));
+            let got = request.plan(&config(engine, pipeline), Priority::Normal);
             match expected {
                 Some((engine, pipeline)) => {
                     let plan = got.unwrap_or_else(|e| panic!("{request:?} refused: {e}"));

@@ -150,7 +150,7 @@ impl Migrator {
                 entry.live_sha256 = meta["reindexd"]["sha256"].as_str().map(str::to_owned);
                 if let (Ok(file), PhaseKind::Live) = (&mapping, stored.state.phase.kind()) {
                     let target = self.names(&index.name).generation(self.now());
-                    let plan = FillPlan::configured(index);
+                    let plan = FillPlan::configured(index, self.config().copy.priority);
                     entry.findings = self
                         .preflight(&index.name, &live, &target, file, &plan)
                         .await?;

@@ -280,12 +280,7 @@ impl Migrator {
     ) -> Result<(), MigrationError> {
         match self.es.create_index(index, body).await {
             Ok(()) => Ok(()),
-            Err(e)
-                if e.is_unavailable()
-                    || e.error_type() == Some("resource_already_exists_exception") =>
-            {
-                Err(e.into())
-            }
+            Err(e) if e.is_unavailable() || e.is_already_exists() => Err(e.into()),
             Err(e @ EsError::Status { status: 400, .. }) => Err(MigrationError::MappingRejected {
                 index: index.to_owned(),
                 source: e,

@@ -116,6 +116,7 @@ pub enum Action {
     Pause,
     Resume,
     Throttle,
+    Priority,
     Filled,
 }
 
@@ -130,6 +131,7 @@ impl Action {
             Action::Pause => "pause",
             Action::Resume => "resume",
             Action::Throttle => "throttle",
+            Action::Priority => "change the priority of",
             Action::Filled => "declare filled",
         }
     }
@@ -144,7 +146,7 @@ impl Action {
             Action::Accept => {
                 "failed (with document failures), copying, or ready or flipped with writes to the old generation"
             }
-            Action::Pause | Action::Resume | Action::Throttle => {
+            Action::Pause | Action::Resume | Action::Throttle | Action::Priority => {
                 "copying (a client or server copy; an external refill is paced by the application)"
             }
             Action::Filled => "filling, or failed after a refill (to verify again)",
@@ -616,6 +618,15 @@ impl IndexState {
         else {
             return Err(self.illegal(action, None));
         };
+        if action == Action::Priority && copy.engine != StoredEngine::Client {
+            return Err(self.illegal(
+                action,
+                Some(
+                    "a server-side _reindex cannot yield to live search; throttle it instead"
+                        .into(),
+                ),
+            ));
+        }
         let mut copy = copy.clone();
         f(&mut copy);
         Ok(self.with(

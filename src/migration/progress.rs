@@ -64,6 +64,9 @@ pub struct CopyProgress {
     /// Documents per second; `None` = unthrottled.
     #[serde(default)]
     pub requests_per_second: Option<f64>,
+    /// The copy yields to live search (`copy.priority = "background"`).
+    #[serde(default)]
+    pub background: bool,
     #[serde(default)]
     pub slices: Vec<SliceCheckpoint>,
     /// The target's settings before bulk-load settings replaced them
@@ -162,6 +165,7 @@ impl CopyProgress {
             accept_failures: false,
             paused: false,
             requests_per_second: None,
+            background: false,
             slices: Vec::new(),
             saved_settings: Map::new(),
             settings_restored: false,

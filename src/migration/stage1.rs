@@ -21,7 +21,7 @@ impl Migrator {
     /// bulk-load settings and moves the write alias to it. The copy itself
     /// is run by the caller.
     pub async fn reindex(&self, name: &str) -> Result<IndexState, MigrationError> {
-        let plan = FillPlan::configured(self.index_config(name)?);
+        let plan = FillPlan::configured(self.index_config(name)?, self.config().copy.priority);
         self.reindex_with(name, &plan).await
     }
 
@@ -84,6 +84,7 @@ impl Migrator {
         let mut copy = CopyProgress::new(plan.engine.into(), 0, now);
         copy.saved_settings = saved;
         copy.pipeline = plan.pipeline.clone();
+        copy.background = plan.background;
         if !external {
             copy.requests_per_second = plan
                 .requests_per_second
@@ -222,7 +223,7 @@ impl Migrator {
         }
         let mut plans = Vec::new();
         for name in names {
-            plans.push(options.plan(self.index_config(name)?)?);
+            plans.push(options.plan(self.index_config(name)?, self.config().copy.priority)?);
         }
         for (name, plan) in names.iter().zip(&plans) {
             let mapping = MappingFile::load(&self.index_config(name)?.mapping)?;

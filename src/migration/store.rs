@@ -57,7 +57,7 @@ impl StateStore {
             "mappings": {"dynamic": false, "properties": {"name": {"type": "keyword"}, "phase": {"type": "keyword"}}}
         });
         match self.es.create_index(&self.index, &body).await {
-            Err(e) if e.error_type() == Some("resource_already_exists_exception") => Ok(()),
+            Err(e) if e.is_already_exists() => Ok(()),
             other => other,
         }
     }

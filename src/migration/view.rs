@@ -1,6 +1,8 @@
 //! What `status` shows of a logical index, for the API and the CLI alike.
 
 use chrono::{DateTime, Utc};
+
+use crate::config::Priority;
 use serde::Serialize;
 
 use super::phase::PhaseKind;
@@ -54,6 +56,8 @@ pub struct ProgressView {
     pub ratio: f64,
     pub paused: bool,
     pub requests_per_second: Option<f64>,
+    /// `background`: the copy yields to live search.
+    pub priority: Priority,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     /// Seconds from the start of the copy to its end (or to now).
@@ -91,6 +95,11 @@ impl ProgressView {
             ratio: copy.ratio(),
             paused: copy.paused,
             requests_per_second: copy.requests_per_second,
+            priority: if copy.background {
+                Priority::Background
+            } else {
+                Priority::Normal
+            },
             started_at: copy.started_at,
             finished_at: copy.finished_at,
             elapsed_seconds: (elapsed * 1000.0).round() / 1000.0,

@@ -56,6 +56,18 @@ impl Daemon {
         }
     }
 
+    /// The daemon's `/metrics` exposition.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("a metrics text")
+    }
+
     /// POSTs `body` (or nothing) and returns status and JSON answer.
     pub async fn post(&self, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
         self.post_auth(path, body, None).await
@@ -140,4 +152,25 @@ async fn answer(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
         status,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
+}
+
+/// The value of the first series of `name` whose labels contain
+/// `labels` (e.g. `index="kb"`) in a metrics exposition.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    metric_values(text, name, labels).next()
+}
+
+/// The sum over every series of `name` whose labels contain `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
+    metric_values(text, name, labels).sum()
+}
+
+fn metric_values<'t>(
+    text: &'t str,
+    name: &'t str,
+    labels: &'t str,
+) -> impl Iterator<Item = f64> + 't {
+    text.lines()
+        .filter(move |l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
 }

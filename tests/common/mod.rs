@@ -35,7 +35,7 @@ pub mod wait;
 pub use cluster::{
     cleanup, client, dead_url, es_url, require_node, restartable_port, tiny_queue_url,
 };
-pub use daemon::Daemon;
+pub use daemon::{metric, metric_sum, Daemon};
 pub use env::{
     config_at, detached_handle, ndjson_docs, Access, CopyTask, Env, MAPPING_V1, MAPPING_V2,
 };

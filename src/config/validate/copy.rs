@@ -10,7 +10,7 @@ use super::units::{bytes, count, duration};
 use super::Problems;
 use crate::config::bounds::{self, Limit};
 use crate::config::raw::RawCopy;
-use crate::config::CopyConfig;
+use crate::config::{default_search_probe, CopyConfig, Priority};
 
 /// Checks `raw` (the table at `section`, e.g. `copy`) and fills in
 /// defaults. `request_timeout` is the checked `elasticsearch.timeout`:
@@ -82,6 +82,39 @@ pub(super) fn copy(
             &bounds::MAX_RETRIES,
             p,
         ),
+        priority: match raw.priority.as_deref().map(str::parse::<Priority>) {
+            None => d.priority,
+            Some(Ok(priority)) => priority,
+            Some(Err(e)) => {
+                p.add(key("priority"), e);
+                d.priority
+            }
+        },
+        search_probe: search_probe(raw.search_probe.as_deref(), &key("search_probe"), p),
+    }
+}
+
+/// A JSON object (a search body); `size` 0 unless it says otherwise.
+fn search_probe(text: Option<&str>, key: &str, p: &mut Problems) -> serde_json::Value {
+    let Some(text) = text else {
+        return default_search_probe();
+    };
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(mut body) if body.is_object() => {
+            if body.get("size").is_none() {
+                body["size"] = serde_json::json!(0);
+            }
+            body
+        }
+        _ => {
+            p.add(
+                key,
+                format!(
+                    "expected a JSON search body such as '{{\"query\": {{\"match\": {{\"title\": \"help\"}}}}}}', found {text:?}"
+                ),
+            );
+            default_search_probe()
+        }
     }
 }
 
@@ -195,6 +228,17 @@ mod tests {
         ("gc_deletes = \"31d\"", "copy.gc_deletes", "1h to 30d"),
         ("max_retries = 0", "copy.max_retries", "1 to 100"),
         ("max_retries = 101", "copy.max_retries", "1 to 100"),
+        ("priority = \"urgent\"", "copy.priority", "\"background\""),
+        (
+            "search_probe = \"match_all\"",
+            "copy.search_probe",
+            "JSON search body",
+        ),
+        (
+            "search_probe = \"[1]\"",
+            "copy.search_probe",
+            "JSON search body",
+        ),
     ];
 
     #[test]

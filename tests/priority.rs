@@ -1,0 +1,147 @@
+//! Background priority against the real node: a copy switched to
+//! `background` while its search probe says live search suffers backs off
+//! (the concurrency limit drops to one, a pause between batches grows, as
+//! the metrics show), grows back once switched to `normal`, and still
+//! ends with an exact copy. Bad priority requests change nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{metric, metric_sum, Daemon, Env, MAPPING_V2};
+
+/// The value of `name` for index `kb` now.
+async fn sample(daemon: &Daemon, name: &str) -> Option<f64> {
+    metric(&daemon.metrics().await, name, "index=\"kb\"")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_background_copy_backs_off_while_search_suffers() {
+    // A probe the node refuses: "cannot tell how search is doing" counts
+    // as suffering, so the back-off is certain rather than a matter of
+    // load (the probe's latency rule is unit-tested in copy/priority.rs).
+    let env = Env::new(
+        "prio",
+        &["kb"],
+        "[copy]\nsearch_probe = '{\"query\": {\"no_such_query\": {}}}'\n",
+    )
+    .await;
+    let daemon = Daemon::start(&env).await;
+    env.init("kb").await;
+    let docs = 6_000;
+    env.load_docs("kb", docs).await;
+    env.set_mapping("kb", MAPPING_V2);
+    let (status, view) = daemon
+        .post(
+            "/v1/indexes/kb/reindex",
+            Some(r#"{"requests_per_second": 1000}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["progress"]["priority"], "normal", "{view}");
+    let target = view["write_index"].as_str().unwrap().to_owned();
+
+    let (status, view) = daemon
+        .post(
+            "/v1/indexes/kb/priority",
+            Some(r#"{"priority": "background"}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["progress"]["priority"], "background", "{view}");
+    common::eventually(
+        "the copy yields at most",
+        Duration::from_secs(60),
+        || async {
+            sample(&daemon, "reindexd_copy_yield_seconds").await == Some(2.0)
+                && sample(&daemon, "reindexd_concurrency_limit").await == Some(1.0)
+        },
+    )
+    .await;
+    let (_, view) = daemon.get("/v1/indexes/kb").await;
+    assert_eq!(view["phase"], "copying", "{view}");
+    // Yielding 2 s before each batch, one in flight: over a 3 s window
+    // at most three bulk requests go (unyielding, the 1000 docs/s throttle
+    // alone would send about twelve of its quarter-second batches). An
+    // upper bound only: a slow machine cannot make it fail.
+    let sent = || async {
+        metric_sum(
+            &daemon.metrics().await,
+            "reindexd_bulk_requests_total",
+            "index=\"kb\"",
+        )
+    };
+    let before = sent().await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the window measured
+    let during = sent().await - before;
+    assert!(
+        during <= 3.0,
+        "{during} bulk requests in 3 s while yielding"
+    );
+
+    let (status, view) = daemon
+        .post("/v1/indexes/kb/priority", Some(r#"{"priority": "normal"}"#))
+        .await;
+    assert_eq!(status, 200, "{view}");
+    common::eventually("the pause is gone", Duration::from_secs(30), || async {
+        sample(&daemon, "reindexd_copy_yield_seconds").await == Some(0.0)
+    })
+    .await;
+    let view = daemon
+        .wait_phase("kb", &["ready", "failed"], Duration::from_secs(180))
+        .await;
+    assert_eq!(view["phase"], "ready", "{view}");
+    assert_eq!(env.es.count(&target).await.unwrap(), docs);
+}
+
+#[tokio::test]
+async fn bad_priorities_are_refused_and_change_nothing() {
+    let env = Env::with_index_options("priobad", &["kb"], "", "engine = \"server\"").await;
+    let daemon = Daemon::start(&env).await;
+    env.init("kb").await;
+    env.set_mapping("kb", MAPPING_V2);
+    let before = env.snapshot(&["kb"]).await;
+    let rows = [
+        (
+            "/v1/indexes/kb/priority",
+            r#"{"priority": "background"}"#,
+            409,
+            "illegal_transition",
+        ),
+        (
+            "/v1/indexes/kb/priority",
+            r#"{"priority": "urgent"}"#,
+            400,
+            "malformed_body",
+        ),
+        ("/v1/indexes/kb/priority", "{}", 400, "malformed_body"),
+        (
+            "/v1/indexes/kb/reindex",
+            r#"{"priority": "urgent"}"#,
+            400,
+            "malformed_body",
+        ),
+        // The configured engine is the server's: it cannot yield.
+        (
+            "/v1/indexes/kb/reindex",
+            r#"{"priority": "background"}"#,
+            400,
+            "invalid_value",
+        ),
+        (
+            "/v1/indexes/kb/reindex",
+            r#"{"engine": "external", "priority": "normal"}"#,
+            400,
+            "invalid_value",
+        ),
+    ];
+    for (path, body, want_status, want_code) in rows {
+        let (status, answer) = daemon.post(path, Some(body)).await;
+        assert_eq!(
+            common::code(status, &answer),
+            (want_status, Some(want_code)),
+            "{path} {body}: {answer}"
+        );
+        assert_eq!(env.snapshot(&["kb"]).await, before, "{path} {body}");
+    }
+}
