@@ -11,7 +11,7 @@ from .dataset import Dataset
 from .node import NodeControl
 from .report import Report
 from .runners import Runners
-from .search import SearchImpact
+from .search import MATCH_PROBE, SearchImpact
 from .tools import Tools
 
 
@@ -88,7 +88,11 @@ def parse_args(doc):
                    help="length of the no-copy window before the copies (default 30; the one after "
                         "them is half as long)")
     g.add_argument("--daemon-search-probe", default=None,
-                   help="JSON search body for [copy] search_probe (default: the daemon's own)")
+                   help="JSON search body for [copy] search_probe (default: the daemon's own); "
+                        "`match`: a match on content like the load's, 10 hits")
+    g.add_argument("--compare-default-probe", action="store_true",
+                   help="with --daemon-search-probe: a background copy with the daemon's default probe "
+                        "first, then one with the given probe")
     args = p.parse_args()
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     bad = args.skip - set(NAMES)
@@ -110,6 +114,10 @@ def parse_args(doc):
         p.error("--repeat must be at least 1")
     if args.search_clients < 1 or args.search_rate < 0 or args.baseline_seconds <= 0:
         p.error("--search-clients ≥ 1, --search-rate ≥ 0 and --baseline-seconds > 0 please")
+    if args.daemon_search_probe == "match":
+        args.daemon_search_probe = MATCH_PROBE
+    if args.compare_default_probe and not args.daemon_search_probe:
+        p.error("--compare-default-probe needs --daemon-search-probe")
     if args.daemon_search_probe is not None:
         try:
             json.loads(args.daemon_search_probe)

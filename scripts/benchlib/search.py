@@ -35,12 +35,21 @@ def query(rnd):
     return {"size": 10, "query": {"match": {"content": words}}, "_source": ["title", "slug", "locale"]}
 
 
+# --daemon-search-probe match: a probe like the load's queries (size 10, so
+# the request cache does not answer it).
+MATCH_PROBE = '{"size": 10, "query": {"match": {"content": "password sync error"}}}'
+
+
 def percentile(values, q):
     """Nearest-rank percentile of a sorted list (q in 0..100)."""
     if not values:
         return None
     k = max(0, min(len(values) - 1, int(round(q / 100.0 * len(values) + 0.5)) - 1))
     return values[k]
+
+
+def probe_name(probe):
+    return "match probe" if probe == MATCH_PROBE else f"probe {probe}"
 
 
 class SearchLoad:
@@ -148,7 +157,8 @@ class SearchImpact:
         load = SearchLoad(self.node.url, read, a.search_clients, a.search_rate, a.seed)
         self.impact = {"docs": a.docs, "shards": self.source_shards, "index": read, "clients": a.search_clients,
                        "rate": a.search_rate, "example_query": query(random.Random(0)),
-                       "daemon_search_probe": a.daemon_search_probe, "windows": []}
+                       "daemon_search_probe": a.daemon_search_probe,
+                       "compare_default_probe": a.compare_default_probe, "windows": []}
         log(f"search load: {a.search_clients} clients × "
             f"{f'{a.search_rate:g} queries/s' if a.search_rate else 'back to back'} on {read}")
         load.start()
@@ -159,8 +169,17 @@ class SearchImpact:
             self.quiet_window(load, "baseline (no copy)", a.baseline_seconds)
             self.copy_window(load, "normal copy", ())
             self.node.wait_quiet()
-            self.copy_window(load, "background copy", ("--priority", "background"))
-            self.node.wait_quiet()
+            probes = [a.daemon_search_probe]
+            if a.daemon_search_probe and a.compare_default_probe:
+                probes = [None, a.daemon_search_probe]
+            for probe in probes:
+                a.daemon_search_probe = probe
+                self.write_config()
+                name = "background copy"
+                if len(probes) > 1:
+                    name += ", default probe" if probe is None else ", " + probe_name(probe)
+                self.copy_window(load, name, ("--priority", "background"))
+                self.node.wait_quiet()
             self.quiet_window(load, "after (no copy)", a.baseline_seconds / 2)
         finally:
             load.stop()
@@ -179,7 +198,7 @@ class SearchImpact:
         watch.start()
         t0 = (time.monotonic(), self.node_cpu(), machine_busy())
         try:
-            r = self.reindexd_copy(*extra, tag="impact-" + name.split()[0])
+            r = self.reindexd_copy(*extra, tag="impact-" + "-".join(name.replace(",", "").split()[:4]))
         finally:
             watch.stop()
         t1 = (time.monotonic(), self.node_cpu(), machine_busy())
