@@ -14,7 +14,7 @@ class Report:
 
     def save(self):
         with open(os.path.join(self.work, "results.json"), "w") as f:
-            json.dump({"machine": self.machine(), "results": self.results}, f, indent=2)
+            json.dump({"machine": self.machine(), "results": self.results, "search_impact": self.impact}, f, indent=2)
 
     def machine(self):
         model = "?"
