@@ -228,5 +228,6 @@ class SearchImpact:
             w["machine_cores"] = (mark1[2] - mark0[2]) / seconds
         self.impact["windows"].append(w)
         log(f"  {name}: {len(got)} queries in {seconds:.1f} s, p50 {w['p50_ms'] or 0:.1f} ms, "
-            f"p99 {w['p99_ms'] or 0:.1f} ms, {w['errors']} failed")
+            f"p99 {w['p99_ms'] or 0:.1f} ms, {w['errors']} failed; node {w.get('node_cores') or 0:.2f} cores, "
+            f"machine {w.get('machine_cores') or 0:.2f} busy")
         return w
