@@ -20,6 +20,8 @@ class Dataset:
                 f"max_concurrency = {a.max_concurrency}"]
         if a.slices is not None:
             copy.insert(0, f"slices = {a.slices}")
+        if getattr(a, "daemon_search_probe", None):
+            copy.append(f"search_probe = '{a.daemon_search_probe}'")
         with open(self.config, "w") as f:
             f.write(f"""[elasticsearch]
 url = "{self.node.url}"
@@ -70,6 +72,7 @@ mapping = "mappings/wiki.json"
         stats = self.node.call("GET", f"/{source}/_stats/store,docs")["_all"]["primaries"]
         self.source_bytes = stats["store"]["size_in_bytes"]
         self.source_shards = self.shards_of(source)
+        self.sources[self.source_shards] = {"index": source, "bytes": self.source_bytes}
         if self.wanted("ceiling"):
             self.write_ceiling_ndjson()
         self.write_target_body()
@@ -140,15 +143,15 @@ mapping = "mappings/wiki.json"
         json.dump(body, open(self.target_body_file, "w"))
 
     def mapping_body(self, name):
-        """mappings/NAME, with --shards primary shards when given."""
+        """mappings/NAME, with the current --shards count when given."""
         with open(os.path.join(ROOT, "mappings", name)) as f:
             body = json.load(f)
-        if self.args.shards is not None:
+        if self.shards is not None:
             settings = body.setdefault("settings", {})
             if isinstance(settings.get("index"), dict):
                 settings["index"].pop("number_of_shards", None)
             settings.pop("index.number_of_shards", None)
-            settings["number_of_shards"] = self.args.shards
+            settings["number_of_shards"] = self.shards
         return body
 
     def put_mapping(self, name):

@@ -18,13 +18,15 @@ class Runners:
         if not self.wanted(name):
             return
         self.node.wait_quiet()
-        log(f"measuring {LABELS[name]}")
+        log(f"measuring {LABELS[name]} ({self.source_shards} shards, run {self.rep + 1} of {self.args.repeat})")
         node_cpu0 = cpu_ticks(self.node_pid) if self.node_pid else None
         busy0 = machine_busy()
         result = fn()
         node_cpu1 = cpu_ticks(self.node_pid) if self.node_pid else None
         busy1 = machine_busy()
         result["name"] = name
+        result["shards"] = self.source_shards
+        result["rep"] = self.rep
         if node_cpu0 is not None and node_cpu1 is not None and "node_cpu" not in result:
             result["node_cpu"] = node_cpu1 - node_cpu0
         if busy0 is not None and busy1 is not None and "machine_cpu" not in result:
@@ -45,31 +47,38 @@ class Runners:
             raise BenchError(f"{what}: target {index} holds {got} documents, expected {expected}")
 
     def run_reindexd(self):
-        self.put_mapping("wiki.v2.json")
-        logfile = os.path.join(self.work, "logs", "reindexd.log")
-        timefile = os.path.join(self.work, "logs", "reindexd.time")
-        cmd = [self.reindexd, "--config", self.config, "reindex", LOGICAL]
-        perf = None
+        r = self.reindexd_copy(perf=self.args.perf)
+        p = r["progress"]
+        notes = f"{self.copy_settings}; slices {p.get('slices')}; copy phase alone {p['elapsed_seconds']:.1f} s"
         if self.args.perf:
-            perf = os.path.join(self.work, "perf.data")
-            cmd = ["perf", "record", "-F", "499", "-g", "-o", perf, "--"] + cmd
+            notes += "; under perf record"
+        return {"docs": self.args.docs, "seconds": r["seconds"], "cpu": r["cpu"], "rss_kib": r["rss_kib"],
+                "notes": notes}
+
+    def reindexd_copy(self, *extra, tag="reindexd", perf=False):
+        """`reindexd reindex wiki [extra...]` in the foreground under GNU time,
+        checked (phase ready, every document copied), then rolled back and
+        cleaned up so the source is live again. Returns seconds (the whole
+        command), cpu, rss_kib and the final progress."""
+        self.put_mapping("wiki.v2.json")
+        logfile = os.path.join(self.work, "logs", f"{tag}.log")
+        timefile = os.path.join(self.work, "logs", f"{tag}.time")
+        cmd = [self.reindexd, "--config", self.config, "reindex", LOGICAL, *extra]
+        if perf:
+            cmd = ["perf", "record", "-F", "499", "-g", "-o", os.path.join(self.work, "perf.data"), "--"] + cmd
         try:
             rc, wall = run_timed(cmd, logfile, timefile)
             if rc != 0:
-                raise BenchError(f"reindexd reindex exited {rc}; see {logfile}")
+                raise BenchError(f"reindexd reindex {' '.join(extra)} exited {rc}; see {logfile}")
             cpu, rss = parse_time_v(timefile)
             view = json.loads(self.rd("status", LOGICAL, "--json").stdout)[0]
             if view["phase"] != "ready":
                 raise BenchError(f"reindexd ended {view['phase']}: {view.get('reason')}")
-            target = view["write_index"]
             p = view["progress"]
-            self.verify(target, self.args.docs, "reindexd")
+            self.verify(view["write_index"], self.args.docs, tag)
             if p["copied"] != self.args.docs:
                 raise BenchError(f"reindexd copied {p['copied']} of {self.args.docs} (superseded {p['superseded']})")
-            notes = f"{self.copy_settings}; slices {p.get('slices')}; copy phase alone {p['elapsed_seconds']:.1f} s"
-            if perf:
-                notes += "; under perf record"
-            return {"docs": self.args.docs, "seconds": wall, "cpu": cpu, "rss_kib": rss, "notes": notes}
+            return {"seconds": wall, "cpu": cpu, "rss_kib": rss, "progress": p}
         finally:
             self.put_mapping("wiki.json")
             view = json.loads(self.rd("status", LOGICAL, "--json", check=False).stdout or "[{}]")[0]

@@ -28,8 +28,11 @@ class Tools:
             log("building reindexd (release)")
             # A private copy: other builds of target/ must not change it mid-run.
             shutil.copy2(cargo_executable(["--bin", "reindexd"], "reindexd"), self.reindexd)
-        log("building examples/bulk.rs (release)")
-        shutil.copy2(cargo_executable(["--example", "bulk"], "bulk"), self.bulk)
+        if getattr(self.args, "bulk_bin", None):
+            shutil.copy2(self.args.bulk_bin, self.bulk)
+        else:
+            log("building examples/bulk.rs (release)")
+            shutil.copy2(cargo_executable(["--example", "bulk"], "bulk"), self.bulk)
         try:
             self.commit = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
             if sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "src"]).strip():

@@ -1,0 +1,233 @@
+"""Search impact: live search latency on the read alias with no copy
+running, during a copy at normal priority and during one at background
+priority (`reindexd reindex wiki --priority background`), in one run."""
+
+import http.client
+import json
+import random
+import threading
+import time
+import urllib.parse
+
+from .common import LOGICAL, PREFIX, BenchError, log
+from .procs import cpu_ticks, machine_busy
+
+# English words of scripts/gen-kb's wiki articles (its EN_NOUNS, EN_VERBS and
+# EN_ADJS, a part of each): every query matches some documents, few match all.
+WORDS = (
+    "browser tab window bookmark password extension profile cache cookie history setting toolbar "
+    "menu homepage search engine download update version certificate connection proxy account sync "
+    "device phone notification permission camera video audio page website link address screen theme "
+    "font language message email folder attachment calendar contact filter signature backup import "
+    "export file error crash report memory startup shortcut keyboard zoom reader tracking protection "
+    "security warning login username encryption network container sidebar popup autofill printer "
+    "open clear delete remove install restart reset enable disable change select find fix save load "
+    "block allow restore check verify copy paste move share send receive configure customize manage "
+    "troubleshoot private secure slow blank missing broken hidden automatic recent saved advanced "
+    "unexpected empty wrong"
+).split()
+
+
+def query(rnd):
+    """One live-search query: a match of 2–3 words on the articles' text,
+    the first page of 10 hits with their titles."""
+    words = " ".join(rnd.sample(WORDS, rnd.choice((2, 2, 3))))
+    return {"size": 10, "query": {"match": {"content": words}}, "_source": ["title", "slug", "locale"]}
+
+
+# --daemon-search-probe match: a probe like the load's queries (size 10, so
+# the request cache does not answer it).
+MATCH_PROBE = '{"size": 10, "query": {"match": {"content": "password sync error"}}}'
+
+
+def percentile(values, q):
+    """Nearest-rank percentile of a sorted list (q in 0..100)."""
+    if not values:
+        return None
+    k = max(0, min(len(values) - 1, int(round(q / 100.0 * len(values) + 0.5)) - 1))
+    return values[k]
+
+
+def probe_name(probe):
+    return "match probe" if probe == MATCH_PROBE else f"probe {probe}"
+
+
+class SearchLoad:
+    """`clients` threads, each searching `index` at `rate` queries/s (0 =
+    back to back) on its own keep-alive connection; every query's start
+    and latency are kept."""
+
+    def __init__(self, url, index, clients, rate, seed):
+        u = urllib.parse.urlsplit(url)
+        self.host, self.port = u.hostname, u.port or 80
+        self.path = f"/{index}/_search"
+        self.clients, self.rate, self.seed = clients, rate, seed
+        self.samples = []  # (started, seconds, ok); list.append is atomic
+        self.stopping = threading.Event()
+        self.threads = []
+
+    def start(self):
+        for i in range(self.clients):
+            t = threading.Thread(target=self.client, args=(i,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout=35)
+
+    def client(self, i):
+        rnd = random.Random(self.seed * 1000 + i)
+        interval = 1.0 / self.rate if self.rate > 0 else 0.0
+        next_at = time.monotonic() + rnd.random() * interval
+        conn = None
+        while not self.stopping.is_set():
+            if interval:
+                now = time.monotonic()
+                if next_at > now:
+                    if self.stopping.wait(next_at - now):
+                        break
+                # A late query goes now; missed slots are not made up in a burst.
+                next_at = max(next_at, time.monotonic() - interval) + interval
+            body = json.dumps(query(rnd))
+            started = time.monotonic()
+            ok = False
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+                conn.request("POST", self.path, body, {"Content-Type": "application/json"})
+                r = conn.getresponse()
+                raw = r.read()
+                ok = r.status == 200 and b'"timed_out":false' in raw
+            except (OSError, http.client.HTTPException):
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.samples.append((started, time.monotonic() - started, ok))
+        if conn is not None:
+            conn.close()
+
+    def between(self, t0, t1):
+        return [s for s in list(self.samples) if t0 <= s[0] < t1]
+
+
+class PhaseWatch:
+    """Polls `reindexd status wiki --json` (every 0.5 s) while a copy runs;
+    keeps when the phase was first and last seen `copying`, with the node's
+    and the machine's CPU seconds at those moments."""
+
+    def __init__(self, bench, every=0.5):
+        self.bench, self.every = bench, every
+        self.first = self.last = None  # (monotonic, node cpu s, machine busy s)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(timeout=30)
+
+    def run(self):
+        while not self.stopping.is_set():
+            p = self.bench.rd("status", LOGICAL, "--json", check=False)
+            try:
+                phase = json.loads(p.stdout)[0].get("phase")
+            except (ValueError, IndexError, AttributeError):
+                phase = None
+            if phase == "copying":
+                mark = (time.monotonic(), self.bench.node_cpu(), machine_busy())
+                self.first = self.first or mark
+                self.last = mark
+            self.stopping.wait(self.every)
+
+
+class SearchImpact:
+    """The bench step behind --search-impact."""
+
+    def node_cpu(self):
+        return cpu_ticks(self.node_pid) if self.node_pid else None
+
+    def run_search_impact(self):
+        a = self.args
+        read = f"{PREFIX}{LOGICAL}_read"
+        self.node.wait_quiet()
+        load = SearchLoad(self.node.url, read, a.search_clients, a.search_rate, a.seed)
+        self.impact = {"docs": a.docs, "shards": self.source_shards, "index": read, "clients": a.search_clients,
+                       "rate": a.search_rate, "example_query": query(random.Random(0)),
+                       "daemon_search_probe": a.daemon_search_probe,
+                       "compare_default_probe": a.compare_default_probe, "windows": []}
+        log(f"search load: {a.search_clients} clients × "
+            f"{f'{a.search_rate:g} queries/s' if a.search_rate else 'back to back'} on {read}")
+        load.start()
+        try:
+            time.sleep(5)  # warm-up, not counted
+            if not load.samples or not any(ok for _, _, ok in load.samples):
+                raise BenchError(f"the search load gets no answers from {read}")
+            self.quiet_window(load, "baseline (no copy)", a.baseline_seconds)
+            self.copy_window(load, "normal copy", ())
+            self.node.wait_quiet()
+            probes = [a.daemon_search_probe]
+            if a.daemon_search_probe and a.compare_default_probe:
+                probes = [None, a.daemon_search_probe]
+            for probe in probes:
+                a.daemon_search_probe = probe
+                self.write_config()
+                name = "background copy"
+                if len(probes) > 1:
+                    name += ", default probe" if probe is None else ", " + probe_name(probe)
+                self.copy_window(load, name, ("--priority", "background"))
+                self.node.wait_quiet()
+            self.quiet_window(load, "after (no copy)", a.baseline_seconds / 2)
+        finally:
+            load.stop()
+            self.save()
+
+    def quiet_window(self, load, name, seconds):
+        log(f"window: {name}, {seconds:g} s")
+        mark0 = (time.monotonic(), self.node_cpu(), machine_busy())
+        time.sleep(seconds)
+        mark1 = (time.monotonic(), self.node_cpu(), machine_busy())
+        self.add_window(name, load, mark0, mark1)
+
+    def copy_window(self, load, name, extra):
+        log(f"window: {name} ({' '.join(['reindexd reindex', LOGICAL, *extra])})")
+        watch = PhaseWatch(self)
+        watch.start()
+        t0 = (time.monotonic(), self.node_cpu(), machine_busy())
+        try:
+            r = self.reindexd_copy(*extra, tag="impact-" + "-".join(name.replace(",", "").split()[:4]))
+        finally:
+            watch.stop()
+        t1 = (time.monotonic(), self.node_cpu(), machine_busy())
+        # The copy phase as the status poll saw it; the whole command if the
+        # copy was too quick to be seen twice.
+        first, last = (watch.first, watch.last) if watch.first and watch.last[0] > watch.first[0] else (t0, t1)
+        p = r["progress"]
+        w = self.add_window(name, load, first, last)
+        w.update({"copy_docs_per_second": p["copied"] / p["elapsed_seconds"] if p.get("elapsed_seconds") else None,
+                  "copy_seconds": p.get("elapsed_seconds"), "command_seconds": r["seconds"],
+                  "client_cpu": r["cpu"], "rss_kib": r["rss_kib"], "priority": p.get("priority"),
+                  "progress": p})
+        self.save()
+
+    def add_window(self, name, load, mark0, mark1):
+        t0, t1 = mark0[0], mark1[0]
+        got = load.between(t0, t1)
+        lat = sorted(s[1] * 1000 for s in got if s[2])
+        seconds = t1 - t0
+        w = {"name": name, "seconds": seconds, "queries": len(got), "errors": sum(1 for s in got if not s[2]),
+             "qps": len(got) / seconds if seconds > 0 else None,
+             "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
+             "max_ms": lat[-1] if lat else None}
+        if mark0[1] is not None and mark1[1] is not None and seconds > 0:
+            w["node_cores"] = (mark1[1] - mark0[1]) / seconds
+        if mark0[2] is not None and mark1[2] is not None and seconds > 0:
+            w["machine_cores"] = (mark1[2] - mark0[2]) / seconds
+        self.impact["windows"].append(w)
+        log(f"  {name}: {len(got)} queries in {seconds:.1f} s, p50 {w['p50_ms'] or 0:.1f} ms, "
+            f"p99 {w['p99_ms'] or 0:.1f} ms, {w['errors']} failed; node {w.get('node_cores') or 0:.2f} cores, "
+            f"machine {w.get('machine_cores') or 0:.2f} busy")
+        return w
