@@ -168,13 +168,10 @@ impl std::str::FromStr for Priority {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "normal" => Ok(Priority::Normal),
-            "background" => Ok(Priority::Background),
-            other => Err(format!(
-                "expected \"normal\" or \"background\", found {other:?}"
-            )),
-        }
+        let all = [Priority::Normal, Priority::Background];
+        all.into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("expected \"normal\" or \"background\", found {s:?}"))
     }
 }
 
@@ -226,14 +223,10 @@ impl std::str::FromStr for CopyEngine {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "client" => Ok(CopyEngine::Client),
-            "server" => Ok(CopyEngine::Server),
-            "external" => Ok(CopyEngine::External),
-            other => Err(format!(
-                "expected \"client\", \"server\" or \"external\", found {other:?}"
-            )),
-        }
+        let all = [CopyEngine::Client, CopyEngine::Server, CopyEngine::External];
+        all.into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| format!("expected \"client\", \"server\" or \"external\", found {s:?}"))
     }
 }
 

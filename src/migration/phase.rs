@@ -253,6 +253,25 @@ impl Phase {
     }
 }
 
+/// A finished copy or refill judged: `Ready` when its verdict allows,
+/// `Failed` with the verdict's reason otherwise.
+fn judged(source: &str, target: &str, copy: CopyProgress) -> Phase {
+    let (source, target) = (source.to_owned(), target.to_owned());
+    match copy.verdict() {
+        Ok(()) => Phase::Ready {
+            source,
+            target,
+            copy,
+        },
+        Err(why) => Phase::Failed {
+            source,
+            target,
+            reason: why.to_string(),
+            copy,
+        },
+    }
+}
+
 impl IndexState {
     pub fn new(name: &str, index: &str, now: DateTime<Utc>) -> Self {
         IndexState {
@@ -329,21 +348,7 @@ impl IndexState {
             } if failed.engine == StoredEngine::External => (source, target),
             _ => return Err(self.illegal(Action::Filled, None)),
         };
-        let (source, target) = (source.clone(), target.clone());
-        let phase = match copy.verdict() {
-            Ok(()) => Phase::Ready {
-                source,
-                target,
-                copy,
-            },
-            Err(why) => Phase::Failed {
-                source,
-                target,
-                reason: why.to_string(),
-                copy,
-            },
-        };
-        Ok(self.with(phase, now))
+        Ok(self.with(judged(source, target, copy), now))
     }
 
     /// Copy finished: `Copying` → `Ready` when every document is accounted
@@ -356,21 +361,7 @@ impl IndexState {
         let Phase::Copying { source, target, .. } = &self.phase else {
             return Err(self.illegal(Action::Accept, Some("no copy is running".into())));
         };
-        let (source, target) = (source.clone(), target.clone());
-        let phase = match copy.verdict() {
-            Ok(()) => Phase::Ready {
-                source,
-                target,
-                copy,
-            },
-            Err(why) => Phase::Failed {
-                source,
-                target,
-                copy,
-                reason: why.to_string(),
-            },
-        };
-        Ok(self.with(phase, now))
+        Ok(self.with(judged(source, target, copy), now))
     }
 
     /// The copy stopped on an error it cannot get past.
