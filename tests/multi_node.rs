@@ -368,6 +368,10 @@ async fn shards_of_the_source_relocated_mid_copy_lose_nothing() {
     let run = Scenario::start("mnmove", total, 1_000.0).await;
     let (env, source, urls) = (&run.env, run.source.clone(), run.urls.clone());
     common::wait_for_progress(&run.handle, 2_000).await;
+    // Slowed to a trickle while the shards move, so the copy still reads
+    // from them then, however long the move takes: at 20 documents a
+    // second it cannot finish within the move's 120 s deadline.
+    env.throttle("kb", 20.0).await;
     // Every shard copy of the source leaves node 1, by allocation filtering.
     let away = "reindexd-test-node-1";
     let filter = |name: Value| json!({"index.routing.allocation.exclude._name": name});
@@ -400,7 +404,7 @@ async fn shards_of_the_source_relocated_mid_copy_lose_nothing() {
     .await;
     assert!(
         common::copied_so_far(&run.handle) < total,
-        "the copy ended before the shards moved; slow it down"
+        "the copy ended before the shards moved"
     );
     env.es
         .put_settings(&source, &filter(Value::Null))
