@@ -1,5 +1,5 @@
-//! Lost answers on every mutating call of stage 1, the copy, flip, rollback
-//! and cleanup, from
+//! Lost answers on every mutating call of stage 1, the copy, `filled`,
+//! flip, rollback and cleanup, from
 //! the fault proxy in front of the real node, with an application writing
 //! through the aliases: the answer lost after the change applied (a 500,
 //! a dropped connection, a hang), and the refusal before it. Each ends with
@@ -14,9 +14,10 @@ use std::time::Duration;
 use common::app::App;
 use common::proxy::{Fault, FaultProxy, Match, Rule};
 use common::{Env, MAPPING_V2};
+use reindexd::config::CopyEngine;
 use reindexd::copy::drive;
 use reindexd::es::{ConnectOptions, EsClient};
-use reindexd::migration::{Migrator, WritesPolicy};
+use reindexd::migration::{FillPlan, Migrator, WritesPolicy};
 use reqwest::Method;
 
 const INITIAL: u64 = 300;
@@ -356,6 +357,62 @@ async fn replay_settles_lost_answers_of_its_write_block_and_its_bulks() {
                     .unwrap();
                 w.assert_consistent(&app, &what).await;
             }
+        }
+    }
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn filled_settles_every_lost_answer() {
+    let w = World::new("amb5").await;
+    let external = FillPlan {
+        engine: CopyEngine::External,
+        pipeline: None,
+        requests_per_second: None,
+        background: false,
+    };
+    for call in ["settings", "state"] {
+        for (fault, applied) in faults() {
+            let what = format!("filled, {call}, {fault:?}");
+            let state = w.migrator.reindex_with("kb", &external).await.unwrap();
+            assert_eq!(state.phase.name(), "filling", "{what}");
+            let target = state.phase.write_index().to_owned();
+            // The application's refill: every document again, through the
+            // write alias.
+            w.env.load_docs("kb", INITIAL).await;
+            let on = match call {
+                "state" => state_write(&w.env),
+                _ => Match::path(Method::PUT, &format!("/{target}/_settings")),
+            };
+            let rule = w.proxy.inject(Rule::new(on, fault));
+            let result = w.migrator.filled("kb").await;
+            assert_eq!(rule.fired(), 1, "{what}: the fault fired");
+            let phase = w.migrator.load("kb").await.unwrap().state.phase.name();
+            if call == "state" {
+                // The state write decides: applied is ready (read back),
+                // refused is still filling.
+                assert_eq!(result.is_ok(), applied, "{what}: {result:?}");
+            }
+            let expected = if result.is_ok() { "ready" } else { "filling" };
+            assert_eq!(phase, expected, "{what}: {result:?}");
+            if result.is_err() {
+                // Asked again, `filled` puts the settings again and ends
+                // the fill.
+                let state = w.migrator.filled("kb").await.unwrap();
+                assert_eq!(state.phase.name(), "ready", "{what}");
+            }
+            let state = w.migrator.load("kb").await.unwrap().state;
+            let copy = state.phase.copy().unwrap();
+            assert_eq!((copy.total, copy.copied), (INITIAL, INITIAL), "{what}");
+            assert_eq!(w.migrator.drift(&state).await.unwrap(), None, "{what}");
+            let settings = w.direct.get_settings(&target).await.unwrap();
+            assert_eq!(settings["index.refresh_interval"], "1s", "{what}");
+            // Back to live for the next round.
+            w.migrator
+                .rollback("kb", WritesPolicy::Discard)
+                .await
+                .unwrap();
+            w.migrator.cleanup("kb").await.unwrap();
         }
     }
     w.stop().await;

@@ -87,6 +87,9 @@ def parse_args(doc):
     g.add_argument("--baseline-seconds", type=float, default=30.0,
                    help="length of the no-copy window before the copies (default 30; the one after "
                         "them is half as long)")
+    g.add_argument("--warmup-seconds", type=float, default=30.0,
+                   help="search load before the baseline, not measured: the node's JIT and caches warm "
+                        "up (default 30)")
     g.add_argument("--daemon-search-probe", default=None,
                    help="JSON search body for [copy] search_probe (default: the daemon's own); "
                         "`match`: a match on content like the load's, 10 hits")
@@ -112,8 +115,8 @@ def parse_args(doc):
         args.skip |= {"server", "python", "elasticdump", "ceiling"}
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
-    if args.search_clients < 1 or args.search_rate < 0 or args.baseline_seconds <= 0:
-        p.error("--search-clients ≥ 1, --search-rate ≥ 0 and --baseline-seconds > 0 please")
+    if args.search_clients < 1 or args.search_rate < 0 or args.baseline_seconds <= 0 or args.warmup_seconds < 1:
+        p.error("--search-clients ≥ 1, --search-rate ≥ 0, --baseline-seconds > 0 and --warmup-seconds ≥ 1 please")
     if args.daemon_search_probe == "match":
         args.daemon_search_probe = MATCH_PROBE
     if args.compare_default_probe and not args.daemon_search_probe:

@@ -163,7 +163,8 @@ class SearchImpact:
             f"{f'{a.search_rate:g} queries/s' if a.search_rate else 'back to back'} on {read}")
         load.start()
         try:
-            time.sleep(5)  # warm-up, not counted
+            log(f"warm-up: {a.warmup_seconds:g} s of search load, not measured")
+            time.sleep(a.warmup_seconds)
             if not load.samples or not any(ok for _, _, ok in load.samples):
                 raise BenchError(f"the search load gets no answers from {read}")
             self.quiet_window(load, "baseline (no copy)", a.baseline_seconds)

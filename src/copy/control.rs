@@ -29,6 +29,24 @@ impl Control {
     }
 }
 
+/// The most documents one batch of a background copy holds: small bulk
+/// requests leave the node room for searches between them, and the pause
+/// that yields to search falls between small pieces of work.
+pub const BACKGROUND_BATCH_DOCS: usize = 500;
+
+impl Control {
+    /// The most documents the next batch may hold: what the throttle
+    /// allows, and at background priority at most `BACKGROUND_BATCH_DOCS`.
+    pub fn max_docs_per_batch(&self) -> usize {
+        let paced = max_docs_per_batch(self.requests_per_second);
+        if self.background {
+            paced.min(BACKGROUND_BATCH_DOCS)
+        } else {
+            paced
+        }
+    }
+}
+
 /// The longest time one batch may book. The configuration refuses rates
 /// under one document a second, but the API and CLI throttle take any
 /// positive rate, and at a vanishing one a batch's share of time does not
@@ -215,5 +233,25 @@ mod tests {
         assert_eq!(max_docs_per_batch(None), usize::MAX);
         assert_eq!(max_docs_per_batch(Some(100.0)), 25);
         assert_eq!(max_docs_per_batch(Some(1.0)), 1);
+    }
+
+    #[test]
+    fn background_batches_are_small_and_the_throttle_still_counts() {
+        let control = |rate, background| Control {
+            paused: false,
+            requests_per_second: rate,
+            background,
+        };
+        assert_eq!(control(None, false).max_docs_per_batch(), usize::MAX);
+        assert_eq!(
+            control(None, true).max_docs_per_batch(),
+            BACKGROUND_BATCH_DOCS
+        );
+        assert_eq!(control(Some(100.0), true).max_docs_per_batch(), 25);
+        assert_eq!(control(Some(100_000.0), false).max_docs_per_batch(), 25_000);
+        assert_eq!(
+            control(Some(100_000.0), true).max_docs_per_batch(),
+            BACKGROUND_BATCH_DOCS
+        );
     }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{info_span, Instrument};
 
-use super::control::{admit, max_docs_per_batch, Control, Pacer};
+use super::control::{admit, Control, Pacer};
 use super::encode::{Batch, Batcher};
 use super::error::CopyError;
 use super::permits::Concurrency;
@@ -70,7 +70,7 @@ pub async fn run_pipeline(
     let mut batcher =
         Batcher::new(&spec.target, spec.config.batch_bytes).with_pipeline(spec.pipeline.as_deref());
     loop {
-        batcher.set_max_docs(max_docs_per_batch(control.borrow().requests_per_second));
+        batcher.set_max_docs(control.borrow().max_docs_per_batch());
         tokio::select! {
             _ = cancel.cancelled() => return Err(CopyError::Cancelled),
             Some(joined) = readers.join_next(), if !readers.is_empty() => reader_ended(joined)?,
@@ -234,17 +234,23 @@ impl Dispatch {
             }
             _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
         }
-        let pause = Duration::from_secs_f64(self.pause.get().max(0.0));
-        if !pause.is_zero() {
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
-            }
-        }
         let permit = tokio::select! {
             permit = self.concurrency.acquire() => permit,
             _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
         };
+        // Yielding to live search: the pause runs once a bulk slot is
+        // free, so the node gets that much idle time between bulks
+        // (before the permit it would overlap the bulks in flight).
+        let pause = Duration::from_secs_f64(self.pause.get().max(0.0));
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.cancel.cancelled() => {
+                    self.concurrency.release(permit);
+                    return Err(CopyError::Cancelled);
+                }
+            }
+        }
         // Surface a failed writer before starting more work.
         while let Some(joined) = self.writers.try_join_next() {
             writer_ended(joined)?;

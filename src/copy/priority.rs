@@ -2,10 +2,12 @@
 //! the read alias (`copy.search_probe`) every [`PROBE_EVERY`] gauges
 //! search latency against a baseline taken before the copy writes, and a
 //! rise in the search thread pools' rejections counts too. While searches
-//! suffer, the concurrency limit is cut as for a 429 and a pause between
-//! batches doubles (up to [`MAX_PAUSE`]); once they recover the pause
-//! shrinks away and the limit grows back as it always does. The decisions
-//! are a pure function of the samples ([`Yield`]), unit-tested.
+//! suffer, the concurrency limit is cut as for a 429 and a pause doubles
+//! (up to [`MAX_PAUSE`]) that each free bulk slot waits before its next
+//! bulk, so the node idles between bulks (which are small at this
+//! priority: `Control::max_docs_per_batch`); once searches recover the
+//! pause shrinks away and the limit grows back as it always does. The
+//! decisions are a pure function of the samples ([`Yield`]), unit-tested.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
