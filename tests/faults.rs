@@ -28,11 +28,7 @@ fn assert_exact(state: &IndexState, total: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_429_storm_loses_nothing_and_the_limit_drops_and_recovers() {
     let url = common::tiny_queue_url();
-    common::require_node(
-        &url,
-        "scripts/test-cluster start --port 9201 --setting thread_pool.write.size=1 --setting thread_pool.write.queue_size=2",
-    )
-    .await;
+    common::require_node(&url, common::TINY_QUEUE_START).await;
     let env = Env::on_node(
         &url,
         "storm",

@@ -214,3 +214,55 @@ async fn a_pipeline_that_does_not_exist_is_refused_and_nothing_changes() {
     );
     assert_eq!(env.snapshot(&["kb"]).await, before);
 }
+
+#[tokio::test]
+async fn a_pipeline_on_a_cluster_without_an_ingest_node_is_refused_and_nothing_changes() {
+    let url = common::tiny_queue_url();
+    common::require_node(&url, common::TINY_QUEUE_START).await;
+    // The constrained node must really lack the role, or the refusal below
+    // would be tested against nothing.
+    let nodes: Value = reqwest::get(format!("{url}/_nodes?filter_path=nodes.*.roles"))
+        .await
+        .expect("GET _nodes")
+        .json()
+        .await
+        .expect("_nodes is JSON");
+    let roles: Vec<&Value> = nodes["nodes"]
+        .as_object()
+        .expect("nodes")
+        .values()
+        .flat_map(|n| n["roles"].as_array().expect("roles"))
+        .collect();
+    assert!(!roles.is_empty(), "{nodes}");
+    assert!(
+        roles.iter().all(|r| *r != "ingest"),
+        "the constrained node has the ingest role: {nodes}"
+    );
+
+    let env = Env::on_node(&url, "pipenoing", &["kb"], "").await;
+    env.init("kb").await;
+    env.load_docs("kb", 20).await;
+    env.set_mapping("kb", MAPPING_V2);
+    let daemon = Daemon::start(&env).await;
+    let before = env.snapshot(&["kb"]).await;
+    let body = json!({"pipeline": format!("{}derive", env.prefix)});
+    let (status, answer) = daemon
+        .post("/v1/indexes/kb/reindex", Some(&body.to_string()))
+        .await;
+    assert_eq!(
+        common::code(status, &answer),
+        (409, Some("no_ingest_node")),
+        "{answer}"
+    );
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("ingest role"), "{answer}");
+    assert_eq!(env.snapshot(&["kb"]).await, before, "the cluster changed");
+    // Without a pipeline the same stage 1 goes ahead on that node.
+    let (status, answer) = daemon
+        .post(
+            "/v1/indexes/kb/reindex",
+            Some(&json!({"engine": "external"}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+}

@@ -46,11 +46,16 @@ pub async fn require_node(url: &str, how: &str) -> EsClient {
     client
 }
 
-/// URL of a second test node whose write queue is tiny (429s under load):
-/// `REINDEXD_TEST_ES_TINY_URL`, default port 9201.
+/// URL of a second, constrained test node: its write queue is tiny (429s
+/// under load) and it has no ingest role. `REINDEXD_TEST_ES_TINY_URL`,
+/// default port 9201; started as [`TINY_QUEUE_START`] says.
 pub fn tiny_queue_url() -> String {
     std::env::var("REINDEXD_TEST_ES_TINY_URL").unwrap_or_else(|_| "http://127.0.0.1:9201".into())
 }
+
+/// How to start the node at [`tiny_queue_url`].
+pub const TINY_QUEUE_START: &str = "scripts/test-cluster start --port 9201 --no-ingest \
+     --setting thread_pool.write.size=1 --setting thread_pool.write.queue_size=2";
 
 /// Port of a third test node that tests may restart:
 /// `REINDEXD_TEST_ES_RESTART_PORT`, default 9202.

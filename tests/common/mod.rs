@@ -34,6 +34,7 @@ pub mod wait;
 
 pub use cluster::{
     cleanup, client, dead_url, es_url, require_node, restartable_port, tiny_queue_url,
+    TINY_QUEUE_START,
 };
 pub use daemon::{metric, metric_sum, Daemon};
 pub use env::{

@@ -61,6 +61,17 @@ pub(in crate::migration) fn wanted(
 
 pub(super) fn findings(seen: &Pipelines) -> Vec<Finding> {
     let mut findings = Vec::new();
+    // First, as the cause: without an ingest node a pipeline can be neither
+    // run nor created, so "create it first" would send the operator astray.
+    if !seen.uses.is_empty() && seen.ingest_nodes == 0 {
+        findings.push(Finding::new(
+            Level::Refuse,
+            "no_ingest_node",
+            "no node of this cluster has the ingest role, so no pipeline can run; every document \
+             written would fail"
+                .into(),
+        ));
+    }
     for used in &seen.uses {
         match &used.exists {
             Ok(true) => {}
@@ -83,15 +94,6 @@ pub(super) fn findings(seen: &Pipelines) -> Vec<Finding> {
                 ),
             )),
         }
-    }
-    if !seen.uses.is_empty() && seen.ingest_nodes == 0 {
-        findings.push(Finding::new(
-            Level::Refuse,
-            "no_ingest_node",
-            "no node of this cluster has the ingest role, so no pipeline can run; every document \
-             written would fail"
-                .into(),
-        ));
     }
     if let Some(copy) = &seen.copy {
         if seen.default.as_deref() != Some(copy.as_str()) {
@@ -175,6 +177,18 @@ mod tests {
                     ..ok.clone()
                 },
                 vec![("no_ingest_node", Level::Refuse)],
+            ),
+            (
+                // No ingest node is the cause, so it comes first.
+                Pipelines {
+                    uses: vec![used("p", Ok(false))],
+                    ingest_nodes: 0,
+                    ..ok.clone()
+                },
+                vec![
+                    ("no_ingest_node", Level::Refuse),
+                    ("unknown_pipeline", Level::Refuse),
+                ],
             ),
             (
                 Pipelines {
