@@ -84,7 +84,7 @@ async fn wait_health(urls: &[String], pattern: &str, status: &str) -> Value {
             let mut seen = Vec::new();
             for u in urls {
                 let path = format!(
-                    "{u}/_cluster/health/{pattern}?wait_for_status={status}&wait_for_nodes={NODES}&timeout=10s"
+                    "{u}/_cluster/health/{pattern}?wait_for_status={status}&wait_for_nodes={NODES}&wait_for_no_relocating_shards=true&timeout=10s"
                 );
                 match http.get(path).send().await {
                     Ok(r) => {
@@ -264,9 +264,18 @@ impl Scenario {
             state.phase.read_index().to_owned(),
             state.phase.write_index().to_owned(),
         );
-        // Every shard copy of both generations started before anything is
-        // taken away: a replica still recovering (the previous test's
-        // restarts) would leave a shard with no copy when its node leaves.
+        // The source's shards move only when a test moves them: a copy the
+        // balancer moves away once the point in time holds it stays locked
+        // on its old node until the copy ends, so that shard cannot come
+        // back there meanwhile (seen in CI: a relocation waited on it).
+        env.es
+            .put_settings(&source, &json!({"index.routing.rebalance.enable": "none"}))
+            .await
+            .unwrap();
+        // Every shard copy of both generations started, and none moving,
+        // before anything is taken away: a replica still recovering (the
+        // previous test's restarts) would leave a shard with no copy when
+        // its node leaves.
         wait_green(&urls, &format!("{}*", env.prefix)).await;
         env.throttle("kb", rate).await;
         let handle = Arc::new(common::detached_handle("kb"));
