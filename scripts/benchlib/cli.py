@@ -9,6 +9,7 @@ import sys
 from .common import NAMES, BenchError, log, parse_size
 from .dataset import Dataset
 from .node import NodeControl
+from .profile import NodeProfile
 from .report import Report
 from .runners import Runners
 from .search import MATCH_PROBE, SearchImpact
@@ -35,6 +36,7 @@ class Bench(NodeControl, Tools, Dataset, Runners, SearchImpact, Report):
         self.started_node = False
         self.node = None
         self.node_pid = None
+        self.node_profile = None
         self.engine = None
         self.version = None
 
@@ -57,6 +59,9 @@ def parse_args(doc):
     p.add_argument("--reindexd-bin", help="use this reindexd binary instead of building one")
     p.add_argument("--bulk-bin", help="use this build of examples/bulk.rs instead of building one")
     p.add_argument("--perf", action="store_true", help="record (a) with perf record -g (into --work/perf.data)")
+    p.add_argument("--node-profile", action="store_true",
+                   help="record the node with Java Flight Recorder during (a), (b) and (e) (into --work/logs/*.jfr) "
+                        "and print where its CPU went")
     p.add_argument("--repeat", type=int, default=1,
                    help="measure each engine this many times (interleaved); tables show the median run")
     g = p.add_argument_group("dataset (scripts/gen-kb)")
@@ -145,6 +150,8 @@ def main(doc):
     try:
         bench.build()
         bench.start_node()
+        if args.node_profile:
+            bench.node_profile = NodeProfile(bench.node_pid, bench.work)
         bench.install_tools()
         bench.write_config()
         for shards in bench.shard_counts:

@@ -7,6 +7,7 @@ import statistics
 import time
 
 from .common import LABELS, NAMES
+from .profile import GROUP_ORDER, KINDS
 
 
 class Report:
@@ -46,6 +47,8 @@ class Report:
             lines += self.engine_table(shards)
         if len(groups) > 1 or self.args.repeat > 1:
             lines += self.cost_table()
+        if any(r.get("node_profile") for r in self.results):
+            lines += self.profile_table()
         return "\n".join(lines)
 
     def header(self):
@@ -206,5 +209,28 @@ class Report:
         if targets:
             lines.append("")
             lines.append("Targets: " + "; ".join(targets) + ".")
+        lines.append("")
+        return lines
+
+    def profile_table(self):
+        """--node-profile: per shard count and engine, the median run's
+        samples of the node by thread group and by kind of work."""
+        kinds = [k for k, _ in KINDS]
+        lines = ["Where the node's CPU went (Java Flight Recorder execution samples of the node during the "
+                 "median run; share of samples by thread pool, and share whose stack is in JSON, Lucene "
+                 "indexing or stored-field reads — a sample may count for several kinds or none):", "",
+                 "| shards | engine | samples | node CPU s / 1M docs | " + " | ".join(GROUP_ORDER) + " | "
+                 + " | ".join(kinds) + " |",
+                 "|---:|---|---:|---:|" + "---:|" * (len(GROUP_ORDER) + len(kinds))]
+        for shards in sorted({r["shards"] for r in self.results}):
+            for name in NAMES:
+                r = self.median_run(shards, name)
+                prof = r and r.get("node_profile")
+                if not prof:
+                    continue
+                cpu = f"{r['node_cpu'] * 1e6 / r['docs']:.0f}" if r.get("node_cpu") is not None else "—"
+                cells = [f"{100 * prof['groups'][g]:.0f} %" for g in GROUP_ORDER]
+                cells += [f"{100 * prof['kinds'][k]:.0f} %" for k in kinds]
+                lines.append(f"| {shards} | {LABELS[name]} | {prof['samples']:,} | {cpu} | " + " | ".join(cells) + " |")
         lines.append("")
         return lines

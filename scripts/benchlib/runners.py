@@ -10,6 +10,10 @@ import time
 from .common import LABELS, LOGICAL, PREFIX, BenchError, log, parse_size
 from .procs import cpu_ticks, machine_busy, parse_time_v, run_timed
 
+# --node-profile records the node during these (the copies that go through
+# the node's write path: the ones whose node CPU is compared).
+PROFILED = ("reindexd", "server", "ceiling")
+
 
 class Runners:
     """Bench steps that measure one engine each."""
@@ -19,11 +23,16 @@ class Runners:
             return
         self.node.wait_quiet()
         log(f"measuring {LABELS[name]} ({self.source_shards} shards, run {self.rep + 1} of {self.args.repeat})")
+        profile = self.node_profile if name in PROFILED else None
+        if profile:
+            profile.start(f"{name}-{self.source_shards}-{self.rep}")
         node_cpu0 = cpu_ticks(self.node_pid) if self.node_pid else None
         busy0 = machine_busy()
         result = fn()
         node_cpu1 = cpu_ticks(self.node_pid) if self.node_pid else None
         busy1 = machine_busy()
+        if profile:
+            result["node_profile"] = profile.stop()
         result["name"] = name
         result["shards"] = self.source_shards
         result["rep"] = self.rep
