@@ -62,6 +62,8 @@ def parse_args(doc):
     p.add_argument("--node-profile", action="store_true",
                    help="record the node with Java Flight Recorder during (a), (b) and (e) (into --work/logs/*.jfr) "
                         "and print where its CPU went")
+    p.add_argument("--no-warmup-copy", action="store_true",
+                   help="measure from the first copy on (by default one reindexd copy, not measured, warms the node up)")
     p.add_argument("--repeat", type=int, default=1,
                    help="measure each engine this many times (interleaved); tables show the median run")
     g = p.add_argument_group("dataset (scripts/gen-kb)")
@@ -154,12 +156,14 @@ def main(doc):
             bench.node_profile = NodeProfile(bench.node_pid, bench.work)
         bench.install_tools()
         bench.write_config()
-        for shards in bench.shard_counts:
+        for i, shards in enumerate(bench.shard_counts):
             bench.shards = shards
             bench.prepare_source()
             if args.search_impact:
                 bench.run_search_impact()
                 continue
+            if i == 0 and not args.no_warmup_copy:
+                bench.warm_up()
             # Repeats interleave the engines (a b e, a b e, ...), so a slow
             # patch of the machine does not land on one engine only.
             for rep in range(args.repeat):
