@@ -83,8 +83,8 @@ impl Metrics {
             t.concurrency.clone(),
         );
         registry.register(
-            "copy_yield_seconds",
-            "Pause between bulk requests of a background copy while live search suffers",
+            "copy_yield_documents_per_second",
+            "Documents per second a background copy allows itself while live search suffers (0: not yielding)",
             t.search_yield.clone(),
         );
         registry.register(

@@ -63,7 +63,8 @@ def parse_args(doc):
                    help="record the node with Java Flight Recorder during (a), (b) and (e) (into --work/logs/*.jfr) "
                         "and print where its CPU went")
     p.add_argument("--no-warmup-copy", action="store_true",
-                   help="measure from the first copy on (by default one reindexd copy, not measured, warms the node up)")
+                   help="measure from the first copy on (by default one reindexd copy, not measured, warms the "
+                        "node up; with --search-impact it runs under the search load)")
     p.add_argument("--repeat", type=int, default=1,
                    help="measure each engine this many times (interleaved); tables show the median run")
     g = p.add_argument_group("dataset (scripts/gen-kb)")
@@ -91,12 +92,16 @@ def parse_args(doc):
     g.add_argument("--search-clients", type=int, default=2, help="concurrent search clients (default 2)")
     g.add_argument("--search-rate", type=float, default=10.0,
                    help="queries per second of each client, 0 = back to back (default 10)")
-    g.add_argument("--baseline-seconds", type=float, default=30.0,
-                   help="length of the no-copy window before the copies (default 30; the one after "
-                        "them is half as long)")
+    g.add_argument("--baseline-seconds", type=float, default=60.0,
+                   help="length of each no-copy window, before the copies and after them (default 60: "
+                        "a p99 needs a few thousand queries)")
     g.add_argument("--warmup-seconds", type=float, default=30.0,
                    help="search load before the baseline, not measured: the node's JIT and caches warm "
                         "up (default 30)")
+    g.add_argument("--throttle-steps", default="",
+                   help="also one copy at normal priority throttled live through these docs/s, e.g. "
+                        "500,1000,2000,4000 (search latency against copy speed)")
+    g.add_argument("--step-seconds", type=float, default=30.0, help="seconds at each throttle step (default 30)")
     g.add_argument("--daemon-search-probe", default=None,
                    help="JSON search body for [copy] search_probe (default: the daemon's own); "
                         "`match`: a match on content like the load's, 10 hits")
@@ -124,6 +129,12 @@ def parse_args(doc):
         p.error("--repeat must be at least 1")
     if args.search_clients < 1 or args.search_rate < 0 or args.baseline_seconds <= 0 or args.warmup_seconds < 1:
         p.error("--search-clients ≥ 1, --search-rate ≥ 0, --baseline-seconds > 0 and --warmup-seconds ≥ 1 please")
+    try:
+        args.throttle_steps = [float(x) for x in args.throttle_steps.split(",") if x.strip()]
+    except ValueError:
+        p.error("--throttle-steps: numbers of documents per second, comma-separated, please")
+    if any(r <= 0 for r in args.throttle_steps) or args.step_seconds < 5:
+        p.error("--throttle-steps: positive rates, and --step-seconds ≥ 5, please")
     if args.daemon_search_probe == "match":
         args.daemon_search_probe = MATCH_PROBE
     if args.compare_default_probe and not args.daemon_search_probe:

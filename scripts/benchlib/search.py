@@ -4,6 +4,7 @@ priority (`reindexd reindex wiki --priority background`), in one run."""
 
 import http.client
 import json
+import os
 import random
 import threading
 import time
@@ -163,6 +164,12 @@ class SearchImpact:
             f"{f'{a.search_rate:g} queries/s' if a.search_rate else 'back to back'} on {read}")
         load.start()
         try:
+            if not a.no_warmup_copy:
+                # Under the search load: both the node's indexing and its
+                # search paths are compiled before anything is measured.
+                log("warm-up: one reindexd copy under the search load, not measured")
+                self.reindexd_copy(tag="warmup")
+                self.node.wait_quiet()
             log(f"warm-up: {a.warmup_seconds:g} s of search load, not measured")
             time.sleep(a.warmup_seconds)
             if not load.samples or not any(ok for _, _, ok in load.samples):
@@ -181,10 +188,17 @@ class SearchImpact:
                     name += ", default probe" if probe is None else ", " + probe_name(probe)
                 self.copy_window(load, name, ("--priority", "background"))
                 self.node.wait_quiet()
-            self.quiet_window(load, "after (no copy)", a.baseline_seconds / 2)
+            if a.throttle_steps:
+                self.throttle_windows(load, a.throttle_steps, a.step_seconds)
+                self.node.wait_quiet()
+            self.quiet_window(load, "after (no copy)", a.baseline_seconds)
         finally:
             load.stop()
             self.save()
+            # Every query (start in seconds from the first, latency ms, ok).
+            with open(os.path.join(self.work, "search-samples.json"), "w") as f:
+                t0 = load.samples[0][0] if load.samples else 0
+                json.dump([(round(s[0] - t0, 3), round(s[1] * 1000, 2), s[2]) for s in load.samples], f)
 
     def quiet_window(self, load, name, seconds):
         log(f"window: {name}, {seconds:g} s")
@@ -214,6 +228,57 @@ class SearchImpact:
                   "progress": p})
         self.save()
 
+    def throttle_windows(self, load, rates, seconds):
+        """One normal-priority copy whose throttle steps through `rates`
+        (`reindexd throttle`, live), `seconds` at each: search latency
+        against a copy held at known speeds. A step's window starts once the
+        copy's rate has followed the new throttle (6 s after the command: a
+        copy in another process reads its controls at each checkpoint, 5 s);
+        its docs/s are the documents copied within it. After the last step
+        the throttle is lifted and the copy finishes unmeasured."""
+        marks = []  # (name, mark0, mark1, copied0, copied1)
+
+        def copied():
+            p = self.rd("status", LOGICAL, "--json", check=False)
+            try:
+                view = json.loads(p.stdout)[0]
+                return view["progress"]["copied"] if view["phase"] == "copying" else None
+            except (ValueError, IndexError, KeyError, TypeError):
+                return None
+
+        def step():
+            # The copy is started by reindexd_copy below; wait for it.
+            deadline = time.monotonic() + 120
+            while copied() is None:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.2)
+            for i, rate in enumerate(rates):
+                if i:
+                    self.rd("throttle", LOGICAL, f"{rate:g}")
+                time.sleep(6)
+                m0 = (time.monotonic(), self.node_cpu(), machine_busy())
+                c0 = copied()
+                time.sleep(seconds)
+                m1 = (time.monotonic(), self.node_cpu(), machine_busy())
+                marks.append((f"throttled copy, {rate:g} docs/s", m0, m1, c0, copied()))
+            self.rd("throttle", LOGICAL, "off")
+
+        log(f"windows: one copy throttled to {', '.join(f'{r:g}' for r in rates)} docs/s, {seconds:g} s each")
+        stepper = threading.Thread(target=step, daemon=True)
+        stepper.start()
+        r = self.reindexd_copy("--requests-per-second", f"{rates[0]:g}", tag="impact-throttle-steps")
+        stepper.join(timeout=60)
+        if len(marks) < len(rates):
+            raise BenchError(f"the throttled copy ended after {len(marks)} of {len(rates)} steps: "
+                             f"give it more --docs or fewer/shorter --throttle-steps")
+        for name, m0, m1, c0, c1 in marks:
+            w = self.add_window(name, load, m0, m1)
+            if c0 is not None and c1 is not None:
+                w["copy_docs_per_second"] = (c1 - c0) / (m1[0] - m0[0])
+        self.impact["windows"][-1]["rss_kib"] = r["rss_kib"]
+        self.save()
+
     def add_window(self, name, load, mark0, mark1):
         t0, t1 = mark0[0], mark1[0]
         got = load.between(t0, t1)
@@ -223,6 +288,9 @@ class SearchImpact:
              "qps": len(got) / seconds if seconds > 0 else None,
              "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
              "max_ms": lat[-1] if lat else None}
+        # p99 per 10 s slice: does the node drift within a window?
+        w["p99_ms_by_10s"] = [percentile(sorted(s[1] * 1000 for s in got if s[2] and t <= s[0] < t + 10), 99)
+                              for t in [t0 + 10 * i for i in range(int(seconds // 10))]]
         if mark0[1] is not None and mark1[1] is not None and seconds > 0:
             w["node_cores"] = (mark1[1] - mark0[1]) / seconds
         if mark0[2] is not None and mark1[2] is not None and seconds > 0:

@@ -30,15 +30,26 @@ impl Control {
 }
 
 /// The most documents one batch of a background copy holds: small bulk
-/// requests leave the node room for searches between them, and the pause
-/// that yields to search falls between small pieces of work.
+/// requests leave the node room for searches between them.
 pub const BACKGROUND_BATCH_DOCS: usize = 500;
 
 impl Control {
-    /// The most documents the next batch may hold: what the throttle
-    /// allows, and at background priority at most `BACKGROUND_BATCH_DOCS`.
-    pub fn max_docs_per_batch(&self) -> usize {
-        let paced = max_docs_per_batch(self.requests_per_second);
+    /// The rate the copy keeps to: the throttle, or the pace a background
+    /// copy allows itself while live search suffers (`yielding`),
+    /// whichever is slower; `None` = as fast as the cluster takes.
+    pub fn rate(&self, yielding: Option<f64>) -> Option<f64> {
+        let yielding = yielding.filter(|_| self.background);
+        match (positive(self.requests_per_second), positive(yielding)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The most documents the next batch may hold: a quarter second's
+    /// worth at [`Control::rate`], and at background priority at most
+    /// `BACKGROUND_BATCH_DOCS`.
+    pub fn max_docs_per_batch(&self, yielding: Option<f64>) -> usize {
+        let paced = max_docs_per_batch(self.rate(yielding));
         if self.background {
             paced.min(BACKGROUND_BATCH_DOCS)
         } else {
@@ -109,18 +120,22 @@ impl Pacer {
 }
 
 /// Waits until a batch of `docs` documents may go, and books it: the copy
-/// not paused, and the previous batch's share of time passed at the
-/// throttle in force. A pause, resume or throttle change during the wait
-/// is followed at once, never after a share booked under the old one.
-/// Returns `false` if the controls' sender is gone. Cancel-safe: nothing
-/// is booked until it returns `true`.
-pub async fn admit(pacer: &mut Pacer, docs: usize, control: &mut watch::Receiver<Control>) -> bool {
+/// not paused, and the previous batch's share of time passed at the rate
+/// in force ([`Control::rate`], with the pace `yielding` returns now). A
+/// pause, resume or throttle change during the wait is followed at once,
+/// never after a share booked under the old one; a new yielding pace
+/// counts from the next look (a wait lasts about a batch's quarter
+/// second). Returns `false` if the controls' sender is gone. Cancel-safe:
+/// nothing is booked until it returns `true`.
+pub async fn admit(
+    pacer: &mut Pacer,
+    docs: usize,
+    control: &mut watch::Receiver<Control>,
+    yielding: impl Fn() -> Option<f64>,
+) -> bool {
     loop {
-        let Control {
-            paused,
-            requests_per_second: rate,
-            ..
-        } = *control.borrow_and_update();
+        let now = *control.borrow_and_update();
+        let (paused, rate) = (now.paused, now.rate(yielding()));
         if !paused {
             let wait = pacer.due(rate, Instant::now());
             if wait.is_zero() {
@@ -242,16 +257,24 @@ mod tests {
             requests_per_second: rate,
             background,
         };
-        assert_eq!(control(None, false).max_docs_per_batch(), usize::MAX);
-        assert_eq!(
-            control(None, true).max_docs_per_batch(),
-            BACKGROUND_BATCH_DOCS
-        );
-        assert_eq!(control(Some(100.0), true).max_docs_per_batch(), 25);
-        assert_eq!(control(Some(100_000.0), false).max_docs_per_batch(), 25_000);
-        assert_eq!(
-            control(Some(100_000.0), true).max_docs_per_batch(),
-            BACKGROUND_BATCH_DOCS
-        );
+        // (throttle, background, yielding pace) -> docs per batch
+        let rows: [(Option<f64>, bool, Option<f64>, usize); 8] = [
+            (None, false, None, usize::MAX),
+            (None, true, None, BACKGROUND_BATCH_DOCS),
+            (Some(100.0), true, None, 25),
+            (Some(100_000.0), false, None, 25_000),
+            (Some(100_000.0), true, None, BACKGROUND_BATCH_DOCS),
+            // Yielding: the slower of the throttle and the pace counts...
+            (None, true, Some(400.0), 100),
+            (Some(200.0), true, Some(400.0), 50),
+            // ...but only at background priority.
+            (None, false, Some(400.0), usize::MAX),
+        ];
+        for (i, (rate, background, yielding, docs)) in rows.into_iter().enumerate() {
+            let c = control(rate, background);
+            assert_eq!(c.max_docs_per_batch(yielding), docs, "row {i}");
+        }
+        assert_eq!(control(Some(200.0), true).rate(Some(400.0)), Some(200.0));
+        assert_eq!(control(None, true).rate(Some(0.0)), None);
     }
 }

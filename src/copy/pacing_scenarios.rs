@@ -221,7 +221,11 @@ async fn run(case: &Case) -> Trace {
         let docs = case
             .docs
             .min(max_docs_per_batch(control.borrow().requests_per_second));
-        assert!(admit(&mut pacer, docs, &mut control).await, "{}", case.name);
+        assert!(
+            admit(&mut pacer, docs, &mut control, || None).await,
+            "{}",
+            case.name
+        );
         let permit = concurrency.acquire().await;
         endpoint.lock().unwrap().trace.sent_ms.push(ms_since(t0));
         writers.spawn(write(

@@ -3,9 +3,8 @@
 //! pages in the channel, plus one batch being built, plus one batch per
 //! permit in flight.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -62,7 +61,8 @@ pub async fn run_pipeline(
             baseline,
             control.clone(),
             dispatch.concurrency.clone(),
-            dispatch.pause.clone(),
+            dispatch.sent.clone(),
+            dispatch.pace.clone(),
             cancel.child_token(),
         )
         .in_current_span(),
@@ -70,7 +70,11 @@ pub async fn run_pipeline(
     let mut batcher =
         Batcher::new(&spec.target, spec.config.batch_bytes).with_pipeline(spec.pipeline.as_deref());
     loop {
-        batcher.set_max_docs(control.borrow().max_docs_per_batch());
+        batcher.set_max_docs(
+            control
+                .borrow()
+                .max_docs_per_batch(yielding(&dispatch.pace)),
+        );
         tokio::select! {
             _ = cancel.cancelled() => return Err(CopyError::Cancelled),
             Some(joined) = readers.join_next(), if !readers.is_empty() => reader_ended(joined)?,
@@ -184,6 +188,11 @@ async fn follow_max_concurrency(
     }
 }
 
+/// The pace a yielding background copy keeps (published in `pace`), if any.
+fn yielding(pace: &Gauge<f64, AtomicU64>) -> Option<f64> {
+    Some(pace.get()).filter(|pace| *pace > 0.0)
+}
+
 /// Hands batches to writer tasks, one permit each.
 struct Dispatch {
     es: EsClient,
@@ -192,9 +201,12 @@ struct Dispatch {
     concurrency: Arc<Concurrency>,
     writers: JoinSet<Result<(), CopyError>>,
     pacer: Pacer,
-    /// Seconds to wait before each batch while live search suffers
-    /// (background priority).
-    pause: Gauge<f64, AtomicU64>,
+    /// Documents per second a background copy allows itself while live
+    /// search suffers; 0: not yielding.
+    pace: Gauge<f64, AtomicU64>,
+    /// Documents handed to bulk writers so far: what the pace is judged
+    /// against.
+    sent: Arc<AtomicU64>,
     cancel: CancellationToken,
 }
 
@@ -216,7 +228,8 @@ impl Dispatch {
             )),
             writers: JoinSet::new(),
             pacer: Pacer::new(),
-            pause: stats.telemetry.search_yield.clone(),
+            pace: stats.telemetry.search_yield.clone(),
+            sent: Arc::new(AtomicU64::new(0)),
             cancel: cancel.clone(),
         }
     }
@@ -226,10 +239,11 @@ impl Dispatch {
         batch: Batch,
         control: &mut watch::Receiver<Control>,
     ) -> Result<(), CopyError> {
-        // Paused, or paced by the throttle: a change of either while
-        // waiting counts at once.
+        // Paused, or paced by the throttle or the yield to live search: a
+        // change of the controls while waiting counts at once.
+        let pace = &self.pace;
         tokio::select! {
-            admitted = admit(&mut self.pacer, batch.len(), control) => {
+            admitted = admit(&mut self.pacer, batch.len(), control, || yielding(pace)) => {
                 if !admitted { return Err(CopyError::Cancelled) }
             }
             _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
@@ -238,19 +252,7 @@ impl Dispatch {
             permit = self.concurrency.acquire() => permit,
             _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
         };
-        // Yielding to live search: the pause runs once a bulk slot is
-        // free, so the node gets that much idle time between bulks
-        // (before the permit it would overlap the bulks in flight).
-        let pause = Duration::from_secs_f64(self.pause.get().max(0.0));
-        if !pause.is_zero() {
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = self.cancel.cancelled() => {
-                    self.concurrency.release(permit);
-                    return Err(CopyError::Cancelled);
-                }
-            }
-        }
+        self.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
         // Surface a failed writer before starting more work.
         while let Some(joined) = self.writers.try_join_next() {
             writer_ended(joined)?;

@@ -2,20 +2,24 @@
 //! the read alias (`copy.search_probe`) every [`PROBE_EVERY`] gauges
 //! search latency against a baseline taken before the copy writes, and a
 //! rise in the search thread pools' rejections counts too. While searches
-//! suffer, the concurrency limit is cut as for a 429 and a pause doubles
-//! (up to [`MAX_PAUSE`]) that each free bulk slot waits before its next
-//! bulk, so the node idles between bulks (which are small at this
-//! priority: `Control::max_docs_per_batch`); once searches recover the
-//! pause shrinks away and the limit grows back as it always does. The
-//! decisions are a pure function of the samples ([`Yield`]), unit-tested.
+//! suffer, the concurrency limit is cut as for a 429 and the copy paces
+//! itself: a rate, first three quarters of what it was copying, cut by a
+//! quarter at each probe that still finds searches suffering (down to
+//! [`MIN_RATE`]) and raised by 5 % at each one that finds them back near
+//! the baseline, until the copy no longer reaches it and it is lifted.
+//! The throttle's pacer enforces it (the slower of the two counts), so the
+//! copy's work reaches the node in small, evenly spaced bulks: measured,
+//! bursts at full speed between idle pauses cost live search more than an
+//! even pace of the same average. The decisions are a pure function of
+//! the samples ([`Yield`]), unit-tested.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 use serde_json::Value;
-use std::sync::atomic::AtomicU64;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -27,10 +31,15 @@ use crate::es::EsClient;
 
 /// How often a background copy looks at search.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
-/// The longest pause between two batches.
-pub const MAX_PAUSE: Duration = Duration::from_secs(2);
-/// The first pause once searches suffer.
-const MIN_PAUSE: Duration = Duration::from_millis(20);
+/// The slowest a yielding copy goes, documents per second: searches that
+/// suffer for reasons of their own do not stop it.
+pub const MIN_RATE: f64 = 50.0;
+/// Each probe that finds searches suffering cuts the pace to this share.
+const CUT: f64 = 0.75;
+/// Each probe that finds them back near the baseline raises it this much.
+const GROW: f64 = 1.05;
+/// Weight of the latest probe interval in the copy's observed rate.
+const RATE_WEIGHT: f64 = 0.3;
 /// Probes whose median is judged: one slow answer is not a trend.
 const WINDOW: usize = 3;
 
@@ -49,16 +58,20 @@ pub enum Verdict {
     Suffering,
     /// Back near the baseline.
     Healthy,
-    /// In between: keep the pause as it is.
+    /// In between: keep the pace as it is.
     Steady,
 }
 
-/// The pause between batches, from probe latencies against a baseline.
+/// The pace a background copy allows itself, from probe latencies against
+/// a baseline and the rate the copy achieves.
 #[derive(Debug, Clone)]
 pub struct Yield {
     baseline: Duration,
     recent: VecDeque<Duration>,
-    pause: Duration,
+    /// Documents per second the copy sent lately (weighted mean).
+    copying: Option<f64>,
+    /// `None`: not yielding.
+    pace: Option<f64>,
 }
 
 impl Yield {
@@ -66,18 +79,25 @@ impl Yield {
         Yield {
             baseline,
             recent: VecDeque::with_capacity(WINDOW),
-            pause: Duration::ZERO,
+            copying: None,
+            pace: None,
         }
     }
 
-    pub fn pause(&self) -> Duration {
-        self.pause
+    /// Documents per second the copy may send now; `None`: as many as it can.
+    pub fn pace(&self) -> Option<f64> {
+        self.pace
     }
 
-    /// One probe: its latency (`None`: it failed) and whether searches
-    /// were rejected since the last one. Returns the verdict; the pause
-    /// follows it.
-    pub fn observe(&mut self, latency: Option<Duration>, rejected: bool) -> Verdict {
+    /// One probe: its latency (`None`: it failed), whether searches were
+    /// rejected since the last one, and the documents per second the copy
+    /// sent since the last one. Returns the verdict; the pace follows it.
+    pub fn observe(&mut self, latency: Option<Duration>, rejected: bool, sent: f64) -> Verdict {
+        let copying = match self.copying {
+            Some(mean) => mean + RATE_WEIGHT * (sent - mean),
+            None => sent,
+        };
+        self.copying = Some(copying);
         if let Some(latency) = latency {
             if self.recent.len() == WINDOW {
                 self.recent.pop_front();
@@ -98,11 +118,15 @@ impl Yield {
             Some(m) if m <= near => Verdict::Healthy,
             _ => Verdict::Steady,
         };
-        self.pause = match verdict {
-            Verdict::Suffering => (self.pause * 2).clamp(MIN_PAUSE, MAX_PAUSE),
-            Verdict::Healthy if self.pause * 3 / 4 < MIN_PAUSE / 2 => Duration::ZERO,
-            Verdict::Healthy => self.pause * 3 / 4,
-            Verdict::Steady => self.pause,
+        self.pace = match verdict {
+            Verdict::Suffering => Some((self.pace.unwrap_or(copying) * CUT).max(MIN_RATE)),
+            // Lifted once the copy no longer reaches it: the pace no
+            // longer holds it back.
+            Verdict::Healthy => self
+                .pace
+                .map(|pace| pace * GROW)
+                .filter(|pace| *pace <= 2.0 * copying + MIN_RATE),
+            Verdict::Steady => self.pace,
         };
         verdict
     }
@@ -110,20 +134,25 @@ impl Yield {
 
 /// The running copy's side of background priority: probes while the
 /// copy's control says `background`, cuts `concurrency` while searches
-/// suffer, and publishes the pause between batches in `pause` (seconds;
-/// also the copy's `copy_yield_seconds` metric). Ends with `cancel`.
+/// suffer, and publishes the pace the copy allows itself in `pace`
+/// (documents per second, 0 while not yielding; also the copy's
+/// `copy_yield_documents_per_second` metric), judging the documents the
+/// copy has handed to its bulk writers (`sent`). Ends with `cancel`.
+#[allow(clippy::too_many_arguments)]
 pub async fn follow_search(
     es: EsClient,
     probe: SearchProbe,
     baseline: Duration,
     mut control: watch::Receiver<Control>,
     concurrency: Arc<Concurrency>,
-    pause: Gauge<f64, AtomicU64>,
+    sent: Arc<AtomicU64>,
+    pace: Gauge<f64, AtomicU64>,
     cancel: CancellationToken,
 ) {
     let mut judge = Yield::new(baseline);
     let mut rejected = es.search_rejections().await.ok();
     let mut ticks = tokio::time::interval(PROBE_EVERY);
+    let mut last = (Instant::now(), sent.load(Ordering::Relaxed));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -131,29 +160,34 @@ pub async fn follow_search(
         }
         if !control.borrow_and_update().background {
             judge = Yield::new(baseline);
-            pause.set(0.0);
+            pace.set(0.0);
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 changed = control.changed() => if changed.is_err() { return },
             }
+            last = (Instant::now(), sent.load(Ordering::Relaxed));
             continue;
         }
         let latency = timed(&es, &probe).await;
         let now = es.search_rejections().await.ok();
         let more_rejected = matches!((rejected, now), (Some(before), Some(now)) if now > before);
         rejected = now.or(rejected);
-        let before = judge.pause();
-        if judge.observe(latency, more_rejected) == Verdict::Suffering {
+        let here = (Instant::now(), sent.load(Ordering::Relaxed));
+        let seconds = here.0.duration_since(last.0).as_secs_f64();
+        let rate = if seconds > 0.0 {
+            here.1.saturating_sub(last.1) as f64 / seconds
+        } else {
+            0.0
+        };
+        last = here;
+        let before = judge.pace();
+        if judge.observe(latency, more_rejected, rate) == Verdict::Suffering {
             concurrency.feedback(None);
         }
-        if judge.pause() != before {
-            debug!(
-                pause_ms = judge.pause().as_millis() as u64,
-                ?latency,
-                "yielding to live search"
-            );
+        if judge.pace() != before {
+            debug!(pace = ?judge.pace(), ?latency, "yielding to live search");
         }
-        pause.set(judge.pause().as_secs_f64());
+        pace.set(judge.pace().unwrap_or(0.0));
     }
 }
 
@@ -195,46 +229,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pause_follows_search_latency() {
+    fn the_pace_follows_search_latency() {
         let ms = Duration::from_millis;
         let mut judge = Yield::new(ms(10));
-        // (probe latency, searches rejected) -> (verdict, pause after)
-        let rows: [(Option<u64>, bool, Verdict, u64); 12] = [
-            (Some(10), false, Verdict::Healthy, 0),
-            (Some(30), false, Verdict::Healthy, 0), // one slow probe: the median holds
-            (Some(30), false, Verdict::Suffering, 20),
-            (Some(40), false, Verdict::Suffering, 40),
-            (Some(40), false, Verdict::Suffering, 80),
-            (Some(13), false, Verdict::Suffering, 160), // median still 40
-            (Some(13), false, Verdict::Steady, 160),    // 13 ms: between near (12) and slow (14.5)
-            (Some(11), false, Verdict::Steady, 160),    // median 13 still
-            (Some(11), true, Verdict::Suffering, 320),  // rejections count whatever the latency
-            (None, false, Verdict::Suffering, 640),     // a failed probe is no good sign
-            (Some(10), false, Verdict::Healthy, 480),
-            (Some(10), false, Verdict::Healthy, 360),
+        // (probe latency, searches rejected, docs/s sent) -> (verdict, pace after)
+        type Row = (Option<u64>, bool, f64, Verdict, Option<f64>);
+        let rows: [Row; 14] = [
+            (Some(10), false, 4000.0, Verdict::Healthy, None),
+            (Some(30), false, 4000.0, Verdict::Healthy, None), // one slow probe: the median holds
+            // Suffering: three quarters of what the copy was sending...
+            (Some(30), false, 4000.0, Verdict::Suffering, Some(3000.0)),
+            // ...then a quarter less at each probe that still suffers.
+            (Some(40), false, 3000.0, Verdict::Suffering, Some(2250.0)),
+            (Some(13), false, 2250.0, Verdict::Suffering, Some(1687.5)), // median still 30
+            (Some(13), false, 1687.5, Verdict::Steady, Some(1687.5)), // 13 ms: between near (12) and slow (14.5)
+            (Some(11), true, 1687.5, Verdict::Suffering, Some(1265.625)), // rejections count whatever the latency
+            (None, false, 1265.0, Verdict::Suffering, Some(949.21875)), // a failed probe is no good sign
+            // Healthy: 5 % more at each probe.
+            (Some(10), false, 949.0, Verdict::Healthy, Some(996.68)),
+            (Some(10), false, 996.0, Verdict::Healthy, Some(1046.51)),
+            // The copy stops reaching the pace (its reads are slow): the
+            // pace climbs on while the copy's rate (a weighted mean: 1070,
+            // 749, 524) falls, until it is past twice that plus MIN_RATE...
+            (Some(10), false, 0.0, Verdict::Healthy, Some(1098.84)),
+            (Some(10), false, 0.0, Verdict::Healthy, Some(1153.78)),
+            (Some(10), false, 0.0, Verdict::Healthy, None),
+            // ...and is lifted; healthy probes keep it so.
+            (Some(10), false, 4000.0, Verdict::Healthy, None),
         ];
-        for (i, (latency, rejected, verdict, pause)) in rows.into_iter().enumerate() {
-            assert_eq!(judge.observe(latency.map(ms), rejected), verdict, "row {i}");
-            assert_eq!(judge.pause(), ms(pause), "row {i}");
+        let cents = |pace: Option<f64>| pace.map(|p| (p * 100.0).round() as u64);
+        for (i, (latency, rejected, sent, verdict, pace)) in rows.into_iter().enumerate() {
+            assert_eq!(
+                judge.observe(latency.map(ms), rejected, sent),
+                verdict,
+                "row {i}"
+            );
+            assert_eq!(cents(judge.pace()), cents(pace), "row {i}");
         }
     }
 
     #[test]
-    fn the_pause_is_bounded_and_recovers_to_zero() {
+    fn the_pace_is_bounded_below_and_lifted_once_searches_recover() {
         let ms = Duration::from_millis;
         let mut judge = Yield::new(ms(5));
-        for _ in 0..20 {
-            judge.observe(Some(ms(500)), false);
+        for _ in 0..40 {
+            judge.observe(Some(ms(500)), false, 0.0);
         }
-        assert_eq!(judge.pause(), MAX_PAUSE);
+        assert_eq!(judge.pace(), Some(MIN_RATE));
+        // Healthy while the copy sends what it may: the pace grows, 5 % a
+        // probe, and is lifted once the copy no longer keeps up with it.
         let mut steps = 0;
-        while judge.pause() > Duration::ZERO {
-            judge.observe(Some(ms(5)), false);
+        while let Some(pace) = judge.pace() {
+            let sent = pace.min(3000.0);
+            judge.observe(Some(ms(5)), false, sent);
             steps += 1;
-            assert!(steps < 40, "the pause never went away: {:?}", judge.pause());
+            assert!(steps < 200, "the pace never went away: {pace}");
         }
+        assert!(
+            steps > 80,
+            "lifted too soon: {steps} probes from {MIN_RATE} to 3000 docs/s"
+        );
         // Healthy probes go on: nothing changes.
-        assert_eq!(judge.observe(Some(ms(5)), false), Verdict::Healthy);
-        assert_eq!(judge.pause(), Duration::ZERO);
+        assert_eq!(judge.observe(Some(ms(5)), false, 3000.0), Verdict::Healthy);
+        assert_eq!(judge.pace(), None);
     }
 }

@@ -36,7 +36,8 @@ pub struct Telemetry {
     pub rejections: Family<IndexLabel, Counter>,
     pub retries: Family<IndexLabel, Counter>,
     pub concurrency: Family<IndexLabel, Gauge>,
-    /// The pause between batches of a background copy, seconds.
+    /// Documents per second a background copy allows itself while live
+    /// search suffers (0: not yielding).
     pub search_yield: Family<IndexLabel, Gauge<f64, AtomicU64>>,
 }
 
