@@ -77,7 +77,7 @@ async fn a_background_copy_backs_off_while_search_suffers() {
     tokio::time::sleep(Duration::from_secs(3)).await; // the window measured
     let during = copied().await - before;
     assert!(
-        during <= 200.0,
+        during <= 700.0,
         "{during} documents copied in 3 s while yielding"
     );
     // Yielding is not stopping: the copy goes on at its floor.

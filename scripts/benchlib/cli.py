@@ -133,6 +133,8 @@ def parse_args(doc):
         args.throttle_steps = [float(x) for x in args.throttle_steps.split(",") if x.strip()]
     except ValueError:
         p.error("--throttle-steps: numbers of documents per second, comma-separated, please")
+    if args.throttle_steps and not args.search_impact:
+        p.error("--throttle-steps needs --search-impact")
     if any(r <= 0 for r in args.throttle_steps) or args.step_seconds < 5:
         p.error("--throttle-steps: positive rates, and --step-seconds ≥ 5, please")
     if args.daemon_search_probe == "match":
