@@ -3,7 +3,7 @@
 //! pages in the channel, plus one batch being built, plus one batch per
 //! permit in flight.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -61,7 +61,7 @@ pub async fn run_pipeline(
             baseline,
             control.clone(),
             dispatch.concurrency.clone(),
-            dispatch.sent.clone(),
+            stats.clone(),
             dispatch.pace.clone(),
             cancel.child_token(),
         )
@@ -204,9 +204,6 @@ struct Dispatch {
     /// Documents per second a background copy allows itself while live
     /// search suffers; 0: not yielding.
     pace: Gauge<f64, AtomicU64>,
-    /// Documents handed to bulk writers so far: what the pace is judged
-    /// against.
-    sent: Arc<AtomicU64>,
     cancel: CancellationToken,
 }
 
@@ -229,7 +226,6 @@ impl Dispatch {
             writers: JoinSet::new(),
             pacer: Pacer::new(),
             pace: stats.telemetry.search_yield.clone(),
-            sent: Arc::new(AtomicU64::new(0)),
             cancel: cancel.clone(),
         }
     }
@@ -252,7 +248,6 @@ impl Dispatch {
             permit = self.concurrency.acquire() => permit,
             _ = self.cancel.cancelled() => return Err(CopyError::Cancelled),
         };
-        self.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
         // Surface a failed writer before starting more work.
         while let Some(joined) = self.writers.try_join_next() {
             writer_ended(joined)?;

@@ -14,7 +14,7 @@
 //! the samples ([`Yield`]), unit-tested.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use super::control::Control;
 use super::permits::Concurrency;
+use super::stats::CopyStats;
 use crate::es::EsClient;
 
 /// How often a background copy looks at search.
@@ -68,7 +69,7 @@ pub enum Verdict {
 pub struct Yield {
     baseline: Duration,
     recent: VecDeque<Duration>,
-    /// Documents per second the copy sent lately (weighted mean).
+    /// Documents per second the copy got done lately (weighted mean).
     copying: Option<f64>,
     /// `None`: not yielding.
     pace: Option<f64>,
@@ -91,11 +92,11 @@ impl Yield {
 
     /// One probe: its latency (`None`: it failed), whether searches were
     /// rejected since the last one, and the documents per second the copy
-    /// sent since the last one. Returns the verdict; the pace follows it.
-    pub fn observe(&mut self, latency: Option<Duration>, rejected: bool, sent: f64) -> Verdict {
+    /// got done since the last one. Returns the verdict; the pace follows it.
+    pub fn observe(&mut self, latency: Option<Duration>, rejected: bool, done: f64) -> Verdict {
         let copying = match self.copying {
-            Some(mean) => mean + RATE_WEIGHT * (sent - mean),
-            None => sent,
+            Some(mean) => mean + RATE_WEIGHT * (done - mean),
+            None => done,
         };
         self.copying = Some(copying);
         if let Some(latency) = latency {
@@ -136,8 +137,8 @@ impl Yield {
 /// copy's control says `background`, cuts `concurrency` while searches
 /// suffer, and publishes the pace the copy allows itself in `pace`
 /// (documents per second, 0 while not yielding; also the copy's
-/// `copy_yield_documents_per_second` metric), judging the documents the
-/// copy has handed to its bulk writers (`sent`). Ends with `cancel`.
+/// `copy_yield_documents_per_second` metric), judging the rate at which
+/// the copy gets documents done (`stats`). Ends with `cancel`.
 #[allow(clippy::too_many_arguments)]
 pub async fn follow_search(
     es: EsClient,
@@ -145,14 +146,14 @@ pub async fn follow_search(
     baseline: Duration,
     mut control: watch::Receiver<Control>,
     concurrency: Arc<Concurrency>,
-    sent: Arc<AtomicU64>,
+    stats: Arc<CopyStats>,
     pace: Gauge<f64, AtomicU64>,
     cancel: CancellationToken,
 ) {
     let mut judge = Yield::new(baseline);
     let mut rejected = es.search_rejections().await.ok();
     let mut ticks = tokio::time::interval(PROBE_EVERY);
-    let mut last = (Instant::now(), sent.load(Ordering::Relaxed));
+    let mut last = (Instant::now(), stats.done());
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -165,14 +166,14 @@ pub async fn follow_search(
                 _ = cancel.cancelled() => return,
                 changed = control.changed() => if changed.is_err() { return },
             }
-            last = (Instant::now(), sent.load(Ordering::Relaxed));
+            last = (Instant::now(), stats.done());
             continue;
         }
         let latency = timed(&es, &probe).await;
         let now = es.search_rejections().await.ok();
         let more_rejected = matches!((rejected, now), (Some(before), Some(now)) if now > before);
         rejected = now.or(rejected);
-        let here = (Instant::now(), sent.load(Ordering::Relaxed));
+        let here = (Instant::now(), stats.done());
         let seconds = here.0.duration_since(last.0).as_secs_f64();
         let rate = if seconds > 0.0 {
             here.1.saturating_sub(last.1) as f64 / seconds
@@ -232,7 +233,7 @@ mod tests {
     fn the_pace_follows_search_latency() {
         let ms = Duration::from_millis;
         let mut judge = Yield::new(ms(10));
-        // (probe latency, searches rejected, docs/s sent) -> (verdict, pace after)
+        // (probe latency, searches rejected, docs/s done) -> (verdict, pace after)
         type Row = (Option<u64>, bool, f64, Verdict, Option<f64>);
         let rows: [Row; 14] = [
             (Some(10), false, 4000.0, Verdict::Healthy, None),
@@ -258,9 +259,9 @@ mod tests {
             (Some(10), false, 4000.0, Verdict::Healthy, None),
         ];
         let cents = |pace: Option<f64>| pace.map(|p| (p * 100.0).round() as u64);
-        for (i, (latency, rejected, sent, verdict, pace)) in rows.into_iter().enumerate() {
+        for (i, (latency, rejected, done, verdict, pace)) in rows.into_iter().enumerate() {
             assert_eq!(
-                judge.observe(latency.map(ms), rejected, sent),
+                judge.observe(latency.map(ms), rejected, done),
                 verdict,
                 "row {i}"
             );
@@ -280,8 +281,8 @@ mod tests {
         // probe, and is lifted once the copy no longer keeps up with it.
         let mut steps = 0;
         while let Some(pace) = judge.pace() {
-            let sent = pace.min(3000.0);
-            judge.observe(Some(ms(5)), false, sent);
+            let done = pace.min(3000.0);
+            judge.observe(Some(ms(5)), false, done);
             steps += 1;
             assert!(steps < 200, "the pace never went away: {pace}");
         }
