@@ -157,6 +157,11 @@ impl Batcher {
         Ok(full.then(|| self.take()))
     }
 
+    /// Bytes of the body built so far.
+    pub fn bytes(&self) -> usize {
+        self.body.len()
+    }
+
     /// The documents gathered so far, if any.
     pub fn flush(&mut self) -> Option<Batch> {
         (!self.docs.is_empty()).then(|| self.take())

@@ -4,7 +4,8 @@
 //! job (drive: retry or fail)  ->  lease (claim, checkpoints, release)
 //!   -> engine: client | server
 //! client: slice readers (point in time or sliced scroll) -> bounded
-//!   channel -> batcher (NDJSON cut by bytes) -> bulk writers (permits)
+//!   channel -> a batch per slice (NDJSON cut by bytes) -> bulk writers
+//!   (permits)
 //!   -> per-item outcomes
 //! server: the cluster's `_reindex` task, followed through `_tasks`
 //! ```
@@ -13,8 +14,9 @@
 //! engines; `lease` is the only writer of a running copy's state; `handle`
 //! is how the daemon, CLI and tests control (pause, throttle, cancel) and
 //! watch (counters, [`RunState`]) a copy. In the client engine `encode`
-//! builds bodies, `outcome` classifies bulk answers, `adaptive` sets how
-//! many bulk requests may be in flight, `read_plan`, `reader` and `writer`
+//! builds bodies, `slice_batches` keeps each bulk to one source slice,
+//! `outcome` classifies bulk answers, `adaptive` sets how many bulk
+//! requests may be in flight, `read_plan`, `reader` and `writer`
 //! do the I/O and `pipeline` wires them; [`BulkWriter`] offers the same
 //! write path to tools outside a copy run. This module changes no alias;
 //! it never imports the API.
@@ -35,6 +37,7 @@ mod read_plan;
 mod reader;
 mod registry;
 mod server;
+mod slice_batches;
 mod stats;
 mod telemetry;
 mod writer;

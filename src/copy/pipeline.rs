@@ -1,7 +1,8 @@
-//! The client copy engine: slice readers → bounded channel → batcher →
-//! bulk writers limited by permits. Memory is bounded by configuration:
-//! pages in the channel, plus one batch being built, plus one batch per
-//! permit in flight.
+//! The client copy engine: slice readers → bounded channel → one batch
+//! being built per slice → bulk writers limited by permits. Memory is
+//! bounded by configuration: pages in the channel, plus batches being
+//! built (at most twice `batch_bytes` and a page in all), plus one batch
+//! per permit in flight.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -15,11 +16,12 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{info_span, Instrument};
 
 use super::control::{admit, Control, Pacer};
-use super::encode::{Batch, Batcher};
+use super::encode::Batch;
 use super::error::CopyError;
 use super::permits::Concurrency;
 use super::priority::{baseline, follow_search, SearchProbe};
 use super::reader::{read_slice, ReadSpec, SlicePage};
+use super::slice_batches::SliceBatches;
 use super::stats::CopyStats;
 use super::writer::{send_batch, RetryPolicy};
 use crate::config::{CopyConfig, Tuning};
@@ -67,10 +69,13 @@ pub async fn run_pipeline(
         )
         .in_current_span(),
     ));
-    let mut batcher =
-        Batcher::new(&spec.target, spec.config.batch_bytes).with_pipeline(spec.pipeline.as_deref());
+    let mut batches = SliceBatches::new(
+        &spec.target,
+        spec.config.batch_bytes,
+        spec.pipeline.as_deref(),
+    );
     loop {
-        batcher.set_max_docs(
+        batches.set_max_docs(
             control
                 .borrow()
                 .max_docs_per_batch(yielding(&dispatch.pace)),
@@ -83,13 +88,13 @@ pub async fn run_pipeline(
             }
             page = pages.recv() => {
                 let Some(page) = page else { break };
-                for batch in batch_page(&mut batcher, &stats, page) {
+                for batch in batch_page(&mut batches, &stats, page) {
                     dispatch.send(batch, &mut control).await?;
                 }
             }
         }
     }
-    if let Some(batch) = batcher.flush() {
+    for batch in batches.flush() {
         dispatch.send(batch, &mut control).await?;
     }
     while let Some(joined) = readers.join_next().await {
@@ -151,16 +156,17 @@ fn spawn_readers(
     (readers, rx)
 }
 
-/// Records `page` as begun and hands its documents to the batcher; returns
-/// the batches they closed. A document without `_source` cannot be copied:
-/// it is a recorded failure, never a silent gap.
-fn batch_page(batcher: &mut Batcher, stats: &CopyStats, page: SlicePage) -> Vec<Batch> {
+/// Records `page` as begun and hands its documents to its slice's batch;
+/// returns the batches they closed, and the largest one being built when
+/// all of them hold too much. A document without `_source` cannot be
+/// copied: it is a recorded failure, never a silent gap.
+fn batch_page(batches: &mut SliceBatches, stats: &CopyStats, page: SlicePage) -> Vec<Batch> {
     stats
         .slice(page.slice)
         .begin_page(page.seq, page.hits.len(), page.last_sort.clone());
     let mut closed = Vec::new();
     for hit in &page.hits {
-        match batcher.push(page.slice, page.seq, hit) {
+        match batches.push(page.slice, page.seq, hit) {
             Ok(Some(batch)) => closed.push(batch),
             Ok(None) => {}
             Err(uncopyable) => stats.record_failure(
@@ -174,6 +180,7 @@ fn batch_page(batcher: &mut Batcher, stats: &CopyStats, page: SlicePage) -> Vec<
             ),
         }
     }
+    closed.extend(batches.spill());
     closed
 }
 
