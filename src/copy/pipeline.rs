@@ -157,7 +157,7 @@ fn spawn_readers(
 }
 
 /// Records `page` as begun and hands its documents to its slice's batch;
-/// returns the batches they closed, and the largest one being built when
+/// returns the batches they closed, and the largest ones being built while
 /// all of them hold too much. A document without `_source` cannot be
 /// copied: it is a recorded failure, never a silent gap.
 fn batch_page(batches: &mut SliceBatches, stats: &CopyStats, page: SlicePage) -> Vec<Batch> {
@@ -180,7 +180,9 @@ fn batch_page(batches: &mut SliceBatches, stats: &CopyStats, page: SlicePage) ->
             ),
         }
     }
-    closed.extend(batches.spill());
+    while let Some(largest) = batches.spill() {
+        closed.push(largest);
+    }
     closed
 }
 

@@ -59,21 +59,13 @@ impl SliceBatches {
     /// Adds one hit of `slice`; returns that slice's batch when this hit
     /// filled it.
     pub fn push(&mut self, slice: u32, page: u64, hit: &Hit) -> Result<Option<Batch>, Uncopyable> {
-        let batcher = match self.building.entry(slice) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let mut batcher = Batcher::new(&self.target, self.max_bytes)
-                    .with_pipeline(self.pipeline.as_deref());
-                batcher.set_max_docs(self.max_docs);
-                e.insert(batcher)
-            }
-        };
-        let full = batcher.push(slice, page, hit)?;
-        if full.is_some() {
-            // Its next document may be a while coming: no idle buffer.
-            self.building.remove(&slice);
-        }
-        Ok(full)
+        let batcher = self.building.entry(slice).or_insert_with(|| {
+            let mut batcher =
+                Batcher::new(&self.target, self.max_bytes).with_pipeline(self.pipeline.as_deref());
+            batcher.set_max_docs(self.max_docs);
+            batcher
+        });
+        batcher.push(slice, page, hit)
     }
 
     /// The largest batch being built, when all of them together hold more
