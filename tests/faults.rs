@@ -239,7 +239,8 @@ async fn sigkill_of_the_daemon_mid_copy_resumes_from_the_checkpoint() {
     );
     assert!(
         p.resent <= 2_000,
-        "resumed from the start, not from the checkpoint: {p:?}"
+        "resumed from the start, not from the checkpoint: {p:?}\nthe second daemon's log:\n{}",
+        second.log()
     );
     env.es.refresh(&target).await.unwrap();
     assert_eq!(env.es.count(&target).await.unwrap(), total);
