@@ -48,8 +48,12 @@ impl SliceBatches {
     }
 
     /// Also cut every batch at this many documents (from the next
-    /// document on).
+    /// document on). Called at every turn of the copy's loop: only a
+    /// change walks the batches.
     pub fn set_max_docs(&mut self, max_docs: usize) {
+        if max_docs == self.max_docs {
+            return;
+        }
         self.max_docs = max_docs;
         for batcher in self.building.values_mut() {
             batcher.set_max_docs(max_docs);

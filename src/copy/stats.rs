@@ -232,15 +232,7 @@ impl CopyStats {
     /// Documents the copy is done with so far, whatever became of them
     /// (the live counterpart of `CopyProgress::done`).
     pub fn done(&self) -> u64 {
-        self.slices
-            .iter()
-            .map(|s| {
-                s.copied.load(Relaxed)
-                    + s.superseded.load(Relaxed)
-                    + s.resent.load(Relaxed)
-                    + s.failed.load(Relaxed)
-            })
-            .sum()
+        self.slices.iter().map(SliceStats::accounted).sum()
     }
 
     /// Writes the counters into `copy` (a checkpoint or the final state):
