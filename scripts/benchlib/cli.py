@@ -102,6 +102,9 @@ def parse_args(doc):
                    help="also one copy at normal priority throttled live through these docs/s, e.g. "
                         "500,1000,2000,4000 (search latency against copy speed)")
     g.add_argument("--step-seconds", type=float, default=30.0, help="seconds at each throttle step (default 30)")
+    g.add_argument("--cpu-load-steps", default="",
+                   help="also, with no copy, a busy loop outside the node keeping this many cores busy, one "
+                        "window each, e.g. 0.25,0.5,1 (what any other work on the node's cores does to search)")
     g.add_argument("--daemon-search-probe", default=None,
                    help="JSON search body for [copy] search_probe (default: the daemon's own); "
                         "`match`: a match on content like the load's, 10 hits")
@@ -129,12 +132,16 @@ def parse_args(doc):
         p.error("--repeat must be at least 1")
     if args.search_clients < 1 or args.search_rate < 0 or args.baseline_seconds <= 0 or args.warmup_seconds < 1:
         p.error("--search-clients ≥ 1, --search-rate ≥ 0, --baseline-seconds > 0 and --warmup-seconds ≥ 1 please")
-    try:
-        args.throttle_steps = [float(x) for x in args.throttle_steps.split(",") if x.strip()]
-    except ValueError:
-        p.error("--throttle-steps: numbers of documents per second, comma-separated, please")
-    if args.throttle_steps and not args.search_impact:
-        p.error("--throttle-steps needs --search-impact")
+    for flag, what in (("--throttle-steps", "documents per second"), ("--cpu-load-steps", "cores")):
+        name = flag[2:].replace("-", "_")
+        try:
+            setattr(args, name, [float(x) for x in getattr(args, name).split(",") if x.strip()])
+        except ValueError:
+            p.error(f"{flag}: numbers of {what}, comma-separated, please")
+        if getattr(args, name) and not args.search_impact:
+            p.error(f"{flag} needs --search-impact")
+    if any(not 0 < c <= 8 for c in args.cpu_load_steps):
+        p.error("--cpu-load-steps: each more than 0 and at most 8 cores, please")
     if any(r <= 0 for r in args.throttle_steps) or args.step_seconds < 5:
         p.error("--throttle-steps: positive rates, and --step-seconds ≥ 5, please")
     if args.daemon_search_probe == "match":

@@ -34,6 +34,22 @@ class Node:
         except ValueError:
             return raw.decode(errors="replace")
 
+    def gc(self):
+        """(collections, milliseconds) of the JVM's young and old
+        collectors, summed over the nodes; None when the node does not
+        answer."""
+        try:
+            stats = self.call("GET", "/_nodes/stats/jvm?filter_path=nodes.*.jvm.gc", timeout=10)
+        except (OSError, BenchError):
+            return None
+        total = [0, 0, 0, 0]
+        for node in (stats or {}).get("nodes", {}).values():
+            collectors = node["jvm"]["gc"]["collectors"]
+            for i, name in enumerate(("young", "old")):
+                total[2 * i] += collectors.get(name, {}).get("collection_count", 0)
+                total[2 * i + 1] += collectors.get(name, {}).get("collection_time_in_millis", 0)
+        return tuple(total)
+
     def up(self):
         try:
             self.call("GET", "/", timeout=3)

@@ -172,8 +172,8 @@ class Report:
                  f"(source, {imp['shards']} primary shards) with `match` queries of 2–3 words on `content`, "
                  f"10 hits; latency per query at the client. [copy] search_probe: {probe}.", "",
                  "| window | seconds | queries | search p50 ms | search p99 ms | p99 × no copy | copy docs/s | "
-                 "copy % of full speed | node cores | machine busy cores | reindexd peak RSS |",
-                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                 "copy % of full speed | node cores | machine busy cores | node young GC ms/s | reindexd peak RSS |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         def fmt(x, f):
             return f.format(x) if x is not None else "—"
         for w in ws:
@@ -185,7 +185,8 @@ class Report:
             lines.append(f"| {w['name']} | {w['seconds']:.1f} | {w['queries']}{failed} | "
                          f"{fmt(w['p50_ms'], '{:.1f}')} | {fmt(w['p99_ms'], '{:.1f}')} | {fmt(x, '{:.2f}')} | "
                          f"{fmt(dps, '{:,.0f}')} | {fmt(pct, '{:.0f} %')} | {fmt(w.get('node_cores'), '{:.2f}')} | "
-                         f"{fmt(w.get('machine_cores'), '{:.2f}')} | {fmt(rss and rss / 1024, '{:.0f} MiB')} |")
+                         f"{fmt(w.get('machine_cores'), '{:.2f}')} | {fmt(w.get('young_gc_ms_per_s'), '{:.1f}')} | "
+                         f"{fmt(rss and rss / 1024, '{:.0f} MiB')} |")
         lines.append("")
         if base:
             lines.append(f"p99 × no copy: against the quieter no-copy window, {base['name']} "

@@ -6,6 +6,8 @@ import http.client
 import json
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -39,6 +41,24 @@ def query(rnd):
 # --daemon-search-probe match: a probe like the load's queries (size 10, so
 # the request cache does not answer it).
 MATCH_PROBE = '{"size": 10, "query": {"match": {"content": "password sync error"}}}'
+
+
+# --cpu-load-steps: one process spinning for `duty` of every 10 ms.
+BUSY_LOOP = """
+import sys, time
+duty, period = float(sys.argv[1]), 0.010
+start = time.monotonic()
+while True:
+    busy_until = start + duty * period
+    while time.monotonic() < busy_until:
+        pass
+    start += period
+    rest = start - time.monotonic()
+    if rest > 0:
+        time.sleep(rest)
+    else:
+        start = time.monotonic()
+"""
 
 
 def percentile(values, q):
@@ -139,7 +159,7 @@ class PhaseWatch:
             except (ValueError, IndexError, AttributeError):
                 phase = None
             if phase == "copying":
-                mark = (time.monotonic(), self.bench.node_cpu(), machine_busy())
+                mark = self.bench.mark()
                 self.first = self.first or mark
                 self.last = mark
             self.stopping.wait(self.every)
@@ -150,6 +170,10 @@ class SearchImpact:
 
     def node_cpu(self):
         return cpu_ticks(self.node_pid) if self.node_pid else None
+
+    def mark(self):
+        """(monotonic, node CPU s, machine busy s, the node's GC counters)."""
+        return (time.monotonic(), self.node_cpu(), machine_busy(), self.node.gc())
 
     def run_search_impact(self):
         a = self.args
@@ -191,6 +215,8 @@ class SearchImpact:
             if a.throttle_steps:
                 self.throttle_windows(load, a.throttle_steps, a.step_seconds)
                 self.node.wait_quiet()
+            for cores in a.cpu_load_steps:
+                self.cpu_load_window(load, cores, a.step_seconds)
             self.quiet_window(load, "after (no copy)", a.baseline_seconds)
         finally:
             load.stop()
@@ -202,21 +228,21 @@ class SearchImpact:
 
     def quiet_window(self, load, name, seconds):
         log(f"window: {name}, {seconds:g} s")
-        mark0 = (time.monotonic(), self.node_cpu(), machine_busy())
+        mark0 = self.mark()
         time.sleep(seconds)
-        mark1 = (time.monotonic(), self.node_cpu(), machine_busy())
+        mark1 = self.mark()
         self.add_window(name, load, mark0, mark1)
 
     def copy_window(self, load, name, extra):
         log(f"window: {name} ({' '.join(['reindexd reindex', LOGICAL, *extra])})")
         watch = PhaseWatch(self)
         watch.start()
-        t0 = (time.monotonic(), self.node_cpu(), machine_busy())
+        t0 = self.mark()
         try:
             r = self.reindexd_copy(*extra, tag="impact-" + "-".join(name.replace(",", "").split()[:4]))
         finally:
             watch.stop()
-        t1 = (time.monotonic(), self.node_cpu(), machine_busy())
+        t1 = self.mark()
         # The copy phase as the status poll saw it; the whole command if the
         # copy was too quick to be seen twice.
         first, last = (watch.first, watch.last) if watch.first and watch.last[0] > watch.first[0] else (t0, t1)
@@ -257,10 +283,10 @@ class SearchImpact:
                 if i:
                     self.rd("throttle", LOGICAL, f"{rate:g}")
                 time.sleep(6)
-                m0 = (time.monotonic(), self.node_cpu(), machine_busy())
+                m0 = self.mark()
                 c0 = copied()
                 time.sleep(seconds)
-                m1 = (time.monotonic(), self.node_cpu(), machine_busy())
+                m1 = self.mark()
                 marks.append((f"throttled copy, {rate:g} docs/s", m0, m1, c0, copied()))
             self.rd("throttle", LOGICAL, "off")
 
@@ -279,6 +305,32 @@ class SearchImpact:
         self.impact["windows"][-1]["rss_kib"] = r["rss_kib"]
         self.save()
 
+    def cpu_load_window(self, load, cores, seconds):
+        """A control with no copy: busy loops outside the node keep `cores`
+        cores busy (each loop spins for its share of every 10 ms and sleeps
+        the rest, at the same nice level as the node) while the search load
+        runs. What any work beside the node's searches costs them on these
+        cores, whoever does it."""
+        name = f"no copy, busy loop outside the node on {cores:g} cores"
+        log(f"window: {name}, {seconds:g} s")
+        loops, left = [], cores
+        while left > 1e-9:
+            duty = min(1.0, left)
+            left -= duty
+            loops.append(subprocess.Popen([sys.executable, "-c", BUSY_LOOP, f"{duty:.4f}"]))
+        try:
+            time.sleep(1)
+            mark0 = self.mark()
+            time.sleep(seconds)
+            mark1 = self.mark()
+        finally:
+            for proc in loops:
+                proc.terminate()
+            for proc in loops:
+                proc.wait(timeout=10)
+        self.add_window(name, load, mark0, mark1)
+        self.save()
+
     def add_window(self, name, load, mark0, mark1):
         t0, t1 = mark0[0], mark1[0]
         got = load.between(t0, t1)
@@ -295,8 +347,14 @@ class SearchImpact:
             w["node_cores"] = (mark1[1] - mark0[1]) / seconds
         if mark0[2] is not None and mark1[2] is not None and seconds > 0:
             w["machine_cores"] = (mark1[2] - mark0[2]) / seconds
+        if mark0[3] is not None and mark1[3] is not None and seconds > 0:
+            # Stop-the-world pauses hold every search up, whatever the cores.
+            w["young_gcs_per_s"] = (mark1[3][0] - mark0[3][0]) / seconds
+            w["young_gc_ms_per_s"] = (mark1[3][1] - mark0[3][1]) / seconds
+            w["old_gcs"] = mark1[3][2] - mark0[3][2]
         self.impact["windows"].append(w)
         log(f"  {name}: {len(got)} queries in {seconds:.1f} s, p50 {w['p50_ms'] or 0:.1f} ms, "
             f"p99 {w['p99_ms'] or 0:.1f} ms, {w['errors']} failed; node {w.get('node_cores') or 0:.2f} cores, "
-            f"machine {w.get('machine_cores') or 0:.2f} busy")
+            f"machine {w.get('machine_cores') or 0:.2f} busy; young GC {w.get('young_gcs_per_s') or 0:.1f}/s, "
+            f"{w.get('young_gc_ms_per_s') or 0:.1f} ms/s")
         return w

@@ -158,13 +158,18 @@ fn spawn_readers(
 
 /// Records `page` as begun and hands its documents to its slice's batch;
 /// returns the batches they closed, and the largest ones being built while
-/// all of them hold too much. A document without `_source` cannot be
-/// copied: it is a recorded failure, never a silent gap.
+/// all of them hold too much. The page that ends a slice holds no
+/// documents and returns what is left of the slice's batch. A document
+/// without `_source` cannot be copied: it is a recorded failure, never a
+/// silent gap.
 fn batch_page(batches: &mut SliceBatches, stats: &CopyStats, page: SlicePage) -> Vec<Batch> {
+    if page.last {
+        return batches.finish(page.slice).into_iter().collect();
+    }
+    let mut closed = Vec::new();
     stats
         .slice(page.slice)
         .begin_page(page.seq, page.hits.len(), page.last_sort.clone());
-    let mut closed = Vec::new();
     for hit in &page.hits {
         match batches.push(page.slice, page.seq, hit) {
             Ok(Some(batch)) => closed.push(batch),

@@ -23,6 +23,10 @@ pub struct SlicePage {
     pub hits: Vec<Hit>,
     /// Sort values of the last hit (point-in-time reads only).
     pub last_sort: Option<Value>,
+    /// This page, without documents, says the slice has been read to its
+    /// end: its partial batch can go at once instead of waiting for every
+    /// other slice to end.
+    pub last: bool,
 }
 
 /// How a slice is read.
@@ -124,7 +128,17 @@ impl Reader<'_> {
                 }
             }
             if page.hits.is_empty() {
-                return Ok(true);
+                let end = SlicePage {
+                    slice: self.slice.id,
+                    seq,
+                    hits: Vec::new(),
+                    last_sort: None,
+                    last: true,
+                };
+                return Ok(tokio::select! {
+                    sent = pages.send(end) => sent.is_ok(),
+                    _ = cancel.cancelled() => false,
+                });
             }
             let last_sort = match &self.spec.mode {
                 ReadMode::Pit { .. } => page
@@ -142,6 +156,7 @@ impl Reader<'_> {
                 seq,
                 hits: page.hits,
                 last_sort,
+                last: false,
             };
             seq += 1;
             tokio::select! {

@@ -87,6 +87,12 @@ impl SliceBatches {
         self.building.remove(&largest)?.flush()
     }
 
+    /// What is left of `slice`'s batch once the slice has been read to
+    /// its end.
+    pub fn finish(&mut self, slice: u32) -> Option<Batch> {
+        self.building.remove(&slice)?.flush()
+    }
+
     /// Every batch still being built, in slice order.
     pub fn flush(&mut self) -> Vec<Batch> {
         std::mem::take(&mut self.building)
@@ -175,6 +181,27 @@ mod tests {
         let rest = batches.flush();
         assert_eq!(rest.len(), 7);
         assert_eq!(rest.iter().map(Batch::len).sum::<usize>(), 14);
+    }
+
+    #[test]
+    fn a_finished_slice_hands_over_its_partial_batch_and_the_others_keep_theirs() {
+        let mut batches = SliceBatches::new("t", 1000, None);
+        for slice in 0..3u32 {
+            batches
+                .push(slice, 0, &hit(&format!("{slice}-a"), 10))
+                .unwrap();
+        }
+        batches.push(1, 1, &hit("1-b", 10)).unwrap();
+        let last = batches.finish(1).expect("slice 1 holds two documents");
+        assert_eq!(slices_of(&last), vec![1]);
+        assert_eq!(last.len(), 2);
+        // Nothing is left of slice 1; a second end hands nothing over.
+        assert!(batches.finish(1).is_none());
+        let rest = batches.flush();
+        assert_eq!(
+            rest.iter().map(|b| slices_of(b)[0]).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
     }
 
     #[test]
