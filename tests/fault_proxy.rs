@@ -3,7 +3,8 @@
 //! Each fault is driven through reindexd's own client (plain reqwest where
 //! the bytes on the wire matter) and its outcome read back on the node
 //! directly: an answer lost after the change applied leaves the change in
-//! place, a refusal before forwarding leaves the node untouched, and every
+//! place, a refusal before forwarding leaves the node untouched, a delayed
+//! request arrives late and whole, and every
 //! rule's counters say that its fault fired, and how often.
 
 mod common;
@@ -122,6 +123,27 @@ async fn a_refusal_before_forwarding_leaves_the_node_unchanged() {
     assert_eq!(refused.fired(), 1);
     assert_eq!(proxy.forwarded(), 0, "the node never saw the request");
     assert!(node.get_aliases(&alias).await.unwrap().is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_delayed_request_reaches_the_node_late_and_answers_in_full() {
+    let (node, _) = common::client().await;
+    let guard = IndexGuard::new("delay");
+    let index = guard.index("a");
+    let proxy = FaultProxy::start(&common::es_url());
+    let delay = Duration::from_millis(300);
+    let slow = proxy.inject(Rule::new(create_of(&index), Fault::DelayThenForward(delay)));
+    let es = through(&proxy, Duration::from_secs(60));
+
+    let started = std::time::Instant::now();
+    es.create_index(&index, &one_shard()).await.unwrap();
+    // A lower bound: the proxy held the request that long before the node
+    // saw it (no upper bound, a slow machine may take longer).
+    assert!(started.elapsed() >= delay, "{:?}", started.elapsed());
+    assert_eq!(slow.fired(), 1);
+    assert_eq!(proxy.forwarded(), 1);
+    assert!(node.index_exists(&index).await.unwrap());
     proxy.stop().await;
 }
 

@@ -2,17 +2,31 @@
 //! `background` while its search probe says live search suffers backs off
 //! (the concurrency limit drops to one, the pace it allows itself falls to
 //! its floor, as the metrics show) without stopping, grows back once
-//! switched to `normal`, and still ends with an exact copy. Bad priority requests change nothing.
+//! switched to `normal`, and still ends with an exact copy. Search that
+//! stays slow while the copy is held at its floor (probes slowed by the
+//! fault proxy for good) becomes the new baseline, and the copy speeds up
+//! again. Bad priority requests change nothing.
 
 mod common;
 
 use std::time::Duration;
 
+use common::proxy::{Fault, FaultProxy, Match, Rule};
 use common::{metric, Daemon, Env, MAPPING_V2};
+use reqwest::Method;
 
 /// The value of `name` for index `kb` now.
 async fn sample(daemon: &Daemon, name: &str) -> Option<f64> {
     metric(&daemon.metrics().await, name, "index=\"kb\"")
+}
+
+/// The copy ends `ready` with all `docs` documents in `target`.
+async fn ends_ready_and_exact(env: &Env, daemon: &Daemon, target: &str, docs: u64) {
+    let view = daemon
+        .wait_phase("kb", &["ready", "failed"], Duration::from_secs(180))
+        .await;
+    assert_eq!(view["phase"], "ready", "{view}");
+    assert_eq!(env.es.count(target).await.unwrap(), docs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -97,11 +111,63 @@ async fn a_background_copy_backs_off_while_search_suffers() {
         sample(&daemon, "reindexd_copy_yield_documents_per_second").await == Some(0.0)
     })
     .await;
-    let view = daemon
-        .wait_phase("kb", &["ready", "failed"], Duration::from_secs(180))
+    ends_ready_and_exact(&env, &daemon, &target, docs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn search_that_stays_slow_with_the_copy_at_its_floor_becomes_the_new_normal() {
+    let proxy = FaultProxy::start(&common::es_url());
+    let env = Env::behind_proxy(proxy.url(), "priorebase", &["kb"], "").await;
+    let daemon = Daemon::start(&env).await;
+    env.init("kb").await;
+    let docs = 6_000;
+    env.load_docs("kb", docs).await;
+    env.set_mapping("kb", MAPPING_V2);
+    // The probe (`POST /kb_read/_search?filter_path=took&...`): the five
+    // that make the baseline go through; every one after them answers
+    // 40 ms late, for good — the machine got slower, whatever the copy does.
+    let slow = proxy.inject(
+        Rule::new(
+            Match::new(Method::POST, "/_search?filter_path=took"),
+            Fault::DelayThenForward(Duration::from_millis(40)),
+        )
+        .starting_at(6)
+        .always(),
+    );
+    // Throttled, so that the copy outlasts a minute at its floor.
+    let (status, view) = daemon
+        .post(
+            "/v1/indexes/kb/reindex",
+            Some(r#"{"priority": "background", "requests_per_second": 200}"#),
+        )
         .await;
-    assert_eq!(view["phase"], "ready", "{view}");
-    assert_eq!(env.es.count(&target).await.unwrap(), docs);
+    assert_eq!(status, 200, "{view}");
+    let target = view["write_index"].as_str().unwrap().to_owned();
+    common::eventually(
+        "the copy yields down to its floor",
+        Duration::from_secs(60),
+        || async {
+            sample(&daemon, "reindexd_copy_yield_documents_per_second").await == Some(50.0)
+        },
+    )
+    .await;
+    assert!(slow.fired() > 0, "no probe was slowed");
+    // A minute of probes at the floor, all of them slow: 40 ms is the new
+    // normal, the next probes are near it, and the pace grows again (and
+    // is lifted once the copy no longer reaches it).
+    common::eventually(
+        "the yielding copy speeds up again",
+        Duration::from_secs(150),
+        || async {
+            matches!(
+                sample(&daemon, "reindexd_copy_yield_documents_per_second").await,
+                Some(pace) if pace != 50.0
+            )
+        },
+    )
+    .await;
+    ends_ready_and_exact(&env, &daemon, &target, docs).await;
+    proxy.stop().await;
 }
 
 #[tokio::test]

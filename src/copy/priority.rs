@@ -10,8 +10,10 @@
 //! The throttle's pacer enforces it (the slower of the two counts), so the
 //! copy's work reaches the node in small, evenly spaced bulks: measured,
 //! bursts at full speed between idle pauses cost live search more than an
-//! even pace of the same average. The decisions are a pure function of
-//! the samples ([`Yield`]), unit-tested.
+//! even pace of the same average. A minute at [`MIN_RATE`] with search
+//! still slow makes that latency the new baseline ([`REBASE_AFTER`]): the
+//! copy is not what slows it. The decisions are a pure function of the
+//! samples ([`Yield`]), unit-tested.
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
@@ -43,6 +45,11 @@ const GROW: f64 = 1.05;
 const RATE_WEIGHT: f64 = 0.3;
 /// Probes whose median is judged: one slow answer is not a trend.
 const WINDOW: usize = 3;
+/// Probes (a minute of them) at [`MIN_RATE`] after which search that is
+/// still slow is taken as the new normal: the copy barely runs, so the
+/// slowness is not its doing (the machine got slower, the application's
+/// traffic grew), and a copy held at the floor by it would never end.
+const REBASE_AFTER: usize = 240;
 
 /// The search a background copy probes with.
 #[derive(Debug, Clone)]
@@ -73,6 +80,8 @@ pub struct Yield {
     copying: Option<f64>,
     /// `None`: not yielding.
     pace: Option<f64>,
+    /// Probe latencies since the pace reached [`MIN_RATE`].
+    at_floor: Vec<Duration>,
 }
 
 impl Yield {
@@ -82,7 +91,13 @@ impl Yield {
             recent: VecDeque::with_capacity(WINDOW),
             copying: None,
             pace: None,
+            at_floor: Vec::new(),
         }
+    }
+
+    /// The latency that counts as search not suffering.
+    pub fn baseline(&self) -> Duration {
+        self.baseline
     }
 
     /// Documents per second the copy may send now; `None`: as many as it can.
@@ -129,7 +144,26 @@ impl Yield {
                 .filter(|pace| *pace <= 2.0 * copying + MIN_RATE),
             Verdict::Steady => self.pace,
         };
+        self.rebase_at_floor(latency);
         verdict
+    }
+
+    /// After [`REBASE_AFTER`] probes with the pace at [`MIN_RATE`], the
+    /// median latency of those probes becomes the baseline when it is
+    /// higher: what search takes with the copy all but stopped.
+    fn rebase_at_floor(&mut self, latency: Option<Duration>) {
+        if self.pace != Some(MIN_RATE) {
+            self.at_floor.clear();
+            return;
+        }
+        self.at_floor.extend(latency);
+        if self.at_floor.len() < REBASE_AFTER {
+            return;
+        }
+        self.at_floor.sort();
+        let median = self.at_floor[self.at_floor.len() / 2];
+        self.baseline = self.baseline.max(median);
+        self.at_floor.clear();
     }
 }
 
@@ -181,12 +215,18 @@ pub async fn follow_search(
             0.0
         };
         last = here;
-        let before = judge.pace();
+        let before = (judge.pace(), judge.baseline());
         if judge.observe(latency, more_rejected, rate) == Verdict::Suffering {
             concurrency.feedback(None);
         }
-        if judge.pace() != before {
+        if judge.pace() != before.0 {
             debug!(pace = ?judge.pace(), ?latency, "yielding to live search");
+        }
+        if judge.baseline() != before.1 {
+            info!(
+                baseline_ms = judge.baseline().as_secs_f64() * 1000.0,
+                "search stays slow while the copy barely runs: that is its new normal"
+            );
         }
         pace.set(judge.pace().unwrap_or(0.0));
     }
@@ -293,5 +333,79 @@ mod tests {
         // Healthy probes go on: nothing changes.
         assert_eq!(judge.observe(Some(ms(5)), false, 3000.0), Verdict::Healthy);
         assert_eq!(judge.pace(), None);
+    }
+
+    /// A judge whose copy hurt search (40 probes at 500 ms): its pace is
+    /// at the floor, and those probes count towards the minute there.
+    fn held_at_the_floor(baseline: Duration) -> Yield {
+        let mut judge = Yield::new(baseline);
+        for _ in 0..40 {
+            judge.observe(Some(Duration::from_millis(500)), false, MIN_RATE);
+        }
+        assert_eq!(judge.pace(), Some(MIN_RATE));
+        judge
+    }
+
+    #[test]
+    fn search_that_stays_slow_with_the_copy_at_the_floor_becomes_the_baseline() {
+        let ms = Duration::from_millis;
+        let mut judge = held_at_the_floor(ms(5));
+        // Then the machine gets slower for good: 20 ms with the copy all
+        // but stopped. For a minute of probes nothing changes...
+        let mut probes = 0;
+        while judge.baseline() == ms(5) {
+            assert_eq!(
+                judge.observe(Some(ms(20)), false, MIN_RATE),
+                Verdict::Suffering
+            );
+            assert_eq!(judge.pace(), Some(MIN_RATE));
+            probes += 1;
+            assert!(probes <= REBASE_AFTER, "never took 20 ms as normal");
+        }
+        // ...counted from the first probe at the floor: the 40 slow ones
+        // count too.
+        assert_eq!(probes, REBASE_AFTER - 40);
+        assert_eq!(judge.baseline(), ms(20));
+        // Now 20 ms is near the baseline: the pace grows again.
+        assert_eq!(
+            judge.observe(Some(ms(20)), false, MIN_RATE),
+            Verdict::Healthy
+        );
+        assert!(judge.pace().unwrap() > MIN_RATE);
+    }
+
+    #[test]
+    fn the_baseline_never_falls_and_leaving_the_floor_starts_the_count_again() {
+        let ms = Duration::from_millis;
+        let mut judge = held_at_the_floor(ms(30));
+        // Probes in between (Steady: 36 ms) keep the floor; one healthy
+        // stretch leaves it and the minute starts again.
+        for _ in 0..REBASE_AFTER - 50 {
+            assert_ne!(
+                judge.observe(Some(ms(36)), false, MIN_RATE),
+                Verdict::Healthy
+            );
+        }
+        assert_eq!(judge.pace(), Some(MIN_RATE));
+        for _ in 0..3 {
+            judge.observe(Some(ms(30)), false, MIN_RATE);
+        }
+        assert!(judge.pace().unwrap() > MIN_RATE);
+        for _ in 0..20 {
+            judge.observe(Some(ms(500)), false, MIN_RATE);
+        }
+        assert_eq!(judge.pace(), Some(MIN_RATE));
+        for _ in 0..REBASE_AFTER - 30 {
+            judge.observe(Some(ms(40)), false, MIN_RATE);
+        }
+        assert_eq!(judge.baseline(), ms(30));
+        // Fast probes at the floor (held there by rejections) never lower
+        // it.
+        let mut judge = Yield::new(ms(30));
+        for _ in 0..2 * REBASE_AFTER {
+            judge.observe(Some(ms(5)), true, MIN_RATE);
+        }
+        assert_eq!(judge.pace(), Some(MIN_RATE));
+        assert_eq!(judge.baseline(), ms(30));
     }
 }

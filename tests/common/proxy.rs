@@ -20,6 +20,8 @@
 //! - [`Fault::DropMidAnswer`]: the node answers in full; the client gets
 //!   the status line, the headers and half the body, then the connection
 //!   closes.
+//! - [`Fault::DelayThenForward`]: the request waits, then goes through as
+//!   usual: a node that answers slowly.
 //!
 //! A fault test whose fault never fired proves nothing, so every rule counts
 //! what it matched and what it fired on ([`RuleHandle`]), and the proxy

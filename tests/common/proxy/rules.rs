@@ -81,6 +81,10 @@ pub enum Fault {
     /// body, and closes the connection. An answer without a body (to a
     /// `HEAD`) cannot be cut and goes through whole.
     DropMidAnswer,
+    /// Waits this long, then forwards and streams the answer back as
+    /// usual: a node whose answers are slow (what live search feels like
+    /// on a busy cluster), for as long as the test wants.
+    DelayThenForward(std::time::Duration),
 }
 
 /// A fault, the requests it applies to, and when it expires.

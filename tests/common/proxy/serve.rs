@@ -106,6 +106,18 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
             Ok(answer) => cut_short(answer),
             Err(e) => upstream_failed(&e),
         },
+        Some(Fault::DelayThenForward(delay)) => {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shared.stop.cancelled() => {
+                    return error_answer(503, "proxy_stopped_exception", "the test proxy stopped");
+                }
+            }
+            match shared.send(request).await {
+                Ok(answer) => stream_back(answer),
+                Err(e) => upstream_failed(&e),
+            }
+        }
     }
 }
 
