@@ -135,10 +135,7 @@ impl Reader<'_> {
                     last_sort: None,
                     last: true,
                 };
-                return Ok(tokio::select! {
-                    sent = pages.send(end) => sent.is_ok(),
-                    _ = cancel.cancelled() => false,
-                });
+                return Ok(offer(pages, end, cancel).await);
             }
             let last_sort = match &self.spec.mode {
                 ReadMode::Pit { .. } => page
@@ -159,9 +156,8 @@ impl Reader<'_> {
                 last: false,
             };
             seq += 1;
-            tokio::select! {
-                sent = pages.send(page) => if sent.is_err() { return Ok(false) },
-                _ = cancel.cancelled() => return Ok(false),
+            if !offer(pages, page, cancel).await {
+                return Ok(false);
             }
         }
     }
@@ -217,6 +213,19 @@ impl Reader<'_> {
                 Ok(page)
             }
         }
+    }
+}
+
+/// Hands `page` to the pipeline, waiting while the channel is full;
+/// `false` when the pipeline no longer listens or the copy is cancelled.
+async fn offer(
+    pages: &mpsc::Sender<SlicePage>,
+    page: SlicePage,
+    cancel: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        sent = pages.send(page) => sent.is_ok(),
+        _ = cancel.cancelled() => false,
     }
 }
 

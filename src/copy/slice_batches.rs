@@ -84,11 +84,11 @@ impl SliceBatches {
             .iter()
             .max_by_key(|(_, batcher)| batcher.bytes())?
             .0;
-        self.building.remove(&largest)?.flush()
+        self.finish(largest)
     }
 
-    /// What is left of `slice`'s batch once the slice has been read to
-    /// its end.
+    /// Takes what `slice`'s batch holds: all that is left of it once the
+    /// slice has been read to its end, or the batch a spill sends early.
     pub fn finish(&mut self, slice: u32) -> Option<Batch> {
         self.building.remove(&slice)?.flush()
     }
